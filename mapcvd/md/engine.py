@@ -348,7 +348,8 @@ class Engine:
             self._timestep_fs = timestep_fs
             self._needs_setup = True
         if not self._velocities_set:
-            self.command(f"velocity all create {max(t_start, 1e-3)} {self.seed} dist gaussian mom yes rot no")
+            mom = "yes" if self.natoms > 1 else "no"
+            self.command(f"velocity all create {max(t_start, 1e-3)} {self.seed} dist gaussian mom {mom} rot no")
             self._velocities_set = True
             self._needs_setup = True
         wanted = (t_start, t_stop, damping_fs)

@@ -1,0 +1,34 @@
+"""The campaign store on Zarr v3: layout, one-writer-per-node rules, checkpoints.
+
+See :mod:`mapcvd.store.campaign` for the rules every writer follows.
+"""
+
+from mapcvd.store.campaign import (
+    CAMPAIGN_KIND,
+    SCHEMA_VERSION,
+    STAGE_STATUSES,
+    VERSIONED_PACKAGES,
+    create_campaign,
+    open_campaign,
+    open_or_create_campaign,
+    package_versions,
+    read_array_checkpoint,
+    set_stage_status,
+    stage_statuses,
+    write_array_checkpoint,
+)
+
+__all__ = [
+    "CAMPAIGN_KIND",
+    "SCHEMA_VERSION",
+    "STAGE_STATUSES",
+    "VERSIONED_PACKAGES",
+    "create_campaign",
+    "open_campaign",
+    "open_or_create_campaign",
+    "package_versions",
+    "read_array_checkpoint",
+    "set_stage_status",
+    "stage_statuses",
+    "write_array_checkpoint",
+]

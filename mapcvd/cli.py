@@ -1,0 +1,230 @@
+"""The ``mapcvd`` command line.
+
+Every error a user can cause ends as one line on stderr and a non-zero exit code,
+never a traceback (``MAPCVD_DEBUG=1`` shows tracebacks for developers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from mapcvd import __version__
+from mapcvd.errors import InputError, MapcvdError
+
+
+def _console():
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=False, highlight=False)
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    click.echo(f"[{stamp}] {message}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="mapcvd")
+def cli():
+    """mapcvd: AI-guided long-time atomistic simulation on LAMMPS ReaxFF, PyTorch and Parsl.
+
+    MAP (deep-RL diffusion pathways, piecewise NEB, transition-state theory) and
+    RL-designed CVD synthesis of MoS2 (NADE-CVD surrogate, REINFORCE agent).
+    """
+
+
+# --------------------------------------------------------------------- info
+@cli.command()
+def info():
+    """Show versions, the LAMMPS build, Parsl sites and packaged data."""
+    from mapcvd.data import data_path  # noqa: PLC0415
+    from mapcvd.md.lammps_loader import new_lammps  # noqa: PLC0415
+    from mapcvd.store import package_versions  # noqa: PLC0415
+    from mapcvd.workflows.sites import site_names  # noqa: PLC0415
+
+    for name, version in package_versions().items():
+        click.echo(f"{name:8s} {version}")
+    lmp = new_lammps()
+    wanted = ("REAXFF", "QEQ", "MANYBODY", "REPLICA", "OPENMP")
+    have = [p for p in wanted if p in lmp.installed_packages]
+    click.echo(f"LAMMPS   {lmp.version()} with {' '.join(have)}")
+    lmp.close()
+    click.echo(f"sites    {', '.join(site_names())}")
+    for kind in ("forcefields", "structures"):
+        files = sorted(p.name for p in data_path(kind).iterdir() if not p.name.startswith("."))
+        click.echo(f"{kind:12s} {', '.join(files)}")
+
+
+# -------------------------------------------------------------------- build
+@cli.group()
+def build():
+    """Build starting structures (amorphous silica, water, MoO3 slab)."""
+
+
+@build.command("silica")
+@click.option("--atoms", "n_atoms", type=int, required=True, help="Number of atoms, a multiple of 3 (SiO2 units).")
+@click.option("--density", type=float, default=2.2, show_default=True, help="Target density in g/cm^3.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the start and velocities.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file (extxyz).")
+def build_silica(n_atoms, density, seed, out):
+    """Amorphous SiO2 by Vashishta melt-quench, then ReaxFF (ffield.SiOH) relaxation."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from mapcvd.md.silica import build_amorphous_silica  # noqa: PLC0415
+    from mapcvd.md.structures import write_structure  # noqa: PLC0415
+
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description:28s}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_console(), transient=True, disable=not sys.stdout.isatty()) as bar:
+        task = bar.add_task("melt-quench", total=1.0)
+
+        def progress(stage: str, fraction: float) -> None:
+            bar.update(task, description=stage, completed=fraction)
+
+        atoms, stats = build_amorphous_silica(n_atoms, density=density, seed=seed, progress=progress)
+    write_structure(atoms, out, comment=f"mapcvd build silica --atoms {n_atoms} --density {density} --seed {seed}")
+    click.echo(f"wrote {out}: {len(atoms)} atoms, {time.perf_counter() - start:.1f} s")
+    _print_stats(stats)
+
+
+def _print_stats(stats: dict) -> None:
+    for key, value in stats.items():
+        if isinstance(value, float):
+            click.echo(f"  {key}: {value:.4g}")
+        else:
+            click.echo(f"  {key}: {value}")
+
+
+@build.command("water")
+@click.option("--silica", "silica_file", required=True, help="Silica structure file (any format ASE reads).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file (extxyz).")
+@click.option("--x", "x_plane", type=float, default=None, help="Place the water near the plane x = X (A).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the orientation search.")
+def build_water(silica_file, out, x_plane, seed):
+    """Place one H2O in the most open site near a plane x = X and relax it with ReaxFF."""
+    from mapcvd.md.structures import read_structure, write_structure  # noqa: PLC0415
+    from mapcvd.md.water import insert_water  # noqa: PLC0415
+
+    silica = read_structure(silica_file, require=("Si", "O"))
+    atoms, info = insert_water(silica, x=x_plane, seed=seed)
+    x_text = "" if x_plane is None else f" --x {x_plane}"
+    write_structure(atoms, out, comment=f"mapcvd build water --silica {silica_file}{x_text} --seed {seed}")
+    click.echo(f"wrote {out}: {len(atoms)} atoms")
+    _print_stats(info)
+
+
+@build.command("moo3")
+@click.option("--mo", "n_mo", type=int, required=True, help="Number of Mo atoms (the paper's slab: 288).")
+@click.option("--vacuum", type=float, default=15.0, show_default=True, help="Vacuum along z (A).")
+@click.option("--s2", type=int, default=0, show_default=True, help="S2 molecules to insert into the vacuum.")
+@click.option("--h2s", type=int, default=0, show_default=True, help="H2S molecules to insert.")
+@click.option("--h2", type=int, default=0, show_default=True, help="H2 molecules to insert.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the gas placement.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file (extxyz).")
+def build_moo3(n_mo, vacuum, s2, h2s, h2, seed, out):
+    """An alpha-MoO3 slab (one double layer) with vacuum, optionally with S2/H2S/H2 gas."""
+    import numpy as np  # noqa: PLC0415
+
+    from mapcvd.md.moo3 import insert_gas, moo3_slab  # noqa: PLC0415
+    from mapcvd.md.structures import write_structure  # noqa: PLC0415
+
+    atoms = moo3_slab(n_mo, vacuum=vacuum)
+    counts = {"S2": s2, "H2S": h2s, "H2": h2}
+    if any(counts.values()):
+        atoms = insert_gas(atoms, counts, rng=np.random.default_rng(seed))
+    write_structure(atoms, out)
+    gas = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no gas"
+    click.echo(f"wrote {out}: {len(atoms)} atoms ({n_mo} Mo slab, {gas}), cell {np.diag(atoms.cell[:]).round(2)} A")
+
+
+# ----------------------------------------------------------------- campaign
+@cli.group()
+def campaign():
+    """Run a whole campaign, watch it, resume it."""
+
+
+@campaign.command("run")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--site", default=None, help="Parsl site: threads, local, slurm, pbs or PATH.py (default: config).")
+@click.option("--store", "store_path", default=None, help="Campaign store path (default: from the config).")
+@click.option("--resume", is_flag=True, help="Continue an existing store (re-running on one does the same).")
+@click.option("--no-dashboard", is_flag=True, help="Print plain log lines instead of the live display.")
+def campaign_run(config_file, site, store_path, resume, no_dashboard):
+    """Run the campaign of CONFIG_FILE (default: the packaged demo) on a Parsl site."""
+    from mapcvd.config import load_config  # noqa: PLC0415
+    from mapcvd.store import open_or_create_campaign, stage_statuses  # noqa: PLC0415
+    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
+    from mapcvd.workflows.smoke import run_smoke  # noqa: PLC0415
+
+    config = load_config(config_file, overrides={"campaign": {"site": site, "store": store_path}})
+    site_name = config["campaign"]["site"]
+    path = Path(config["campaign"]["store"])
+    run_dir = path.parent / (path.name + ".runinfo")
+    parsl_config = load_site(site_name, run_dir=str(run_dir))  # bad site fails before any work
+    if resume and not path.exists():
+        raise InputError(f"--resume given but no store exists at {path}")
+    group, created = open_or_create_campaign(path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+    _log(f"{'created' if created else 'continuing'} campaign store {path}")
+    summary = run_smoke(config, group, parsl_config, log=_log)
+    _log(f"stages: {json.dumps(stage_statuses(group))}")
+    _log(
+        f"done: smoke campaign on site '{site_name}' in {summary['wall_seconds']:.1f} s "
+        f"({summary['md_seconds']:.1f} s inside LAMMPS); results in {path}"
+    )
+
+
+@campaign.command("status")
+@click.argument("store_path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print {\"stages\": {...}} as JSON.")
+def campaign_status(store_path, as_json):
+    """Show the stage statuses of a campaign store (read-only; safe while it runs)."""
+    from mapcvd.store import open_campaign, stage_statuses  # noqa: PLC0415
+
+    group = open_campaign(store_path, mode="r")
+    stages = stage_statuses(group)
+    if as_json:
+        click.echo(json.dumps({"stages": stages, "name": group.attrs["config"]["campaign"]["name"]}))
+        return
+    click.echo(f"campaign {group.attrs['config']['campaign']['name']} ({store_path})")
+    for stage, status in stages.items():
+        click.echo(f"  {stage:20s} {status}")
+
+
+# --------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every user-caused error into one line."""
+    debug = os.environ.get("MAPCVD_DEBUG") == "1"
+    try:
+        code = cli.main(args=argv, prog_name="mapcvd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group called bare: show its help
+        click.echo(exc.format_message(), err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MapcvdError as exc:
+        if debug:
+            raise
+        _fail(str(exc), 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    one_line = " ".join(str(message).split())
+    click.echo(f"mapcvd: error: {one_line}", err=True)
+    sys.exit(code or 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,336 @@
+"""Parsl site configurations: build, load, run a trivial app, shut down cleanly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+parsl = pytest.importorskip("parsl")
+
+from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor  # noqa: E402
+from parsl.launchers import MpiExecLauncher, SrunLauncher  # noqa: E402
+from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider  # noqa: E402
+
+from mapcvd.errors import InputError  # noqa: E402
+from mapcvd.workflows import selftest, sites  # noqa: E402
+from mapcvd.workflows.sites import (  # noqa: E402
+    EXECUTOR_LABELS,
+    SITES,
+    has_gpu_executor,
+    load_site,
+    run_parsl,
+    site_names,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "configs" / "sites"
+
+
+def labels(config) -> list[str]:
+    return [ex.label for ex in config.executors]
+
+
+def executor(config, label):
+    return next(ex for ex in config.executors if ex.label == label)
+
+
+def worker_pools(run_dir: str) -> list[psutil.Process]:
+    """Worker pool processes of one Parsl run (its run_dir is on their command line)."""
+    procs = sites._pool_processes(run_dir)
+    return [p for p in procs if "process_worker_pool" in " ".join(p.cmdline())]
+
+
+def assert_gone(procs: list[psutil.Process], run_dir: str) -> None:
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    assert not alive, f"stray Parsl processes: {alive}"
+    assert sites._pool_processes(run_dir) == []
+
+
+def assert_no_dfk() -> None:
+    with pytest.raises(parsl.errors.NoDataFlowKernelError):
+        parsl.dfk()
+
+
+# --- names and factories -------------------------------------------------------------
+
+
+def test_site_names_and_labels():
+    assert EXECUTOR_LABELS == ("cpu", "gpu")
+    assert set(site_names()) == set(SITES) == {"threads", "local", "slurm", "pbs"}
+    assert site_names()[0] == "local"
+
+
+def test_every_call_builds_a_new_config(tmp_path):
+    for name in ("threads", "local"):
+        a = load_site(name, run_dir=tmp_path)
+        b = load_site(name, run_dir=tmp_path)
+        assert a is not b and a.executors[0] is not b.executors[0]
+
+
+def test_threads_site(tmp_path):
+    config = load_site("threads", run_dir=tmp_path)
+    assert labels(config) == ["cpu"]
+    (ex,) = config.executors
+    assert isinstance(ex, ThreadPoolExecutor)
+    assert ex.max_threads == os.cpu_count()
+    assert not has_gpu_executor(config)
+    assert has_gpu_executor(load_site("threads", gpu=True))
+
+
+def test_local_site_defaults(tmp_path):
+    config = load_site("local", run_dir=tmp_path / "runinfo")
+    assert labels(config) == ["cpu"]
+    assert not has_gpu_executor(config)
+    assert config.run_dir == str(tmp_path / "runinfo")
+    cpu = executor(config, "cpu")
+    assert isinstance(cpu, HighThroughputExecutor)
+    assert isinstance(cpu.provider, LocalProvider)
+    assert cpu.address == "127.0.0.1"
+    assert cpu.max_workers_per_node == os.cpu_count()
+    assert cpu.cores_per_worker == 1
+    assert (cpu.provider.init_blocks, cpu.provider.max_blocks) == (1, 1)
+    assert "OMP_NUM_THREADS=1" in cpu.provider.worker_init
+
+
+def test_default_run_dir_is_runinfo():
+    assert Path(load_site("local").run_dir) == Path.cwd() / "runinfo"
+
+
+def test_local_site_with_gpu(tmp_path):
+    config = load_site("local", gpu=True, run_dir=tmp_path)
+    assert labels(config) == ["cpu", "gpu"]
+    assert has_gpu_executor(config)
+    gpu = executor(config, "gpu")
+    assert isinstance(gpu, HighThroughputExecutor)
+    assert gpu.max_workers_per_node == 1
+    assert gpu.address == "127.0.0.1"
+
+
+def test_slurm_site_builds(tmp_path):
+    config = load_site(
+        "slurm",
+        partition="compute",
+        account="acct",
+        walltime="02:00:00",
+        nodes_per_block=2,
+        max_blocks=3,
+        cores_per_node=32,
+        worker_init="module load x; source /venv/bin/activate",
+        gpu_partition="gpu",
+        gpus_per_node=4,
+        run_dir=tmp_path,
+    )
+    assert labels(config) == ["cpu", "gpu"]
+    assert has_gpu_executor(config)
+    cpu, gpu = executor(config, "cpu"), executor(config, "gpu")
+    for ex in (cpu, gpu):
+        assert isinstance(ex, HighThroughputExecutor)
+        assert isinstance(ex.provider, SlurmProvider)
+        assert isinstance(ex.provider.launcher, SrunLauncher)
+        assert "source /venv/bin/activate" in ex.provider.worker_init
+    assert "--partition=compute" in cpu.provider.scheduler_options
+    assert "--account=acct" in cpu.provider.scheduler_options
+    assert (cpu.provider.nodes_per_block, cpu.provider.max_blocks) == (2, 3)
+    assert cpu.provider.walltime == "02:00:00"
+    assert cpu.max_workers_per_node == 32 and cpu.cores_per_worker == 1
+    assert "--partition=gpu" in gpu.provider.scheduler_options
+    assert gpu.available_accelerators == ["0", "1", "2", "3"]
+    assert gpu.workers_per_node == 4
+    assert "OMP_NUM_THREADS" not in gpu.provider.worker_init
+
+
+def test_pbs_site_builds(tmp_path):
+    config = load_site(
+        "pbs",
+        partition="workq",
+        account="PRJ",
+        cores_per_node=16,
+        gpus_per_node=2,
+        run_dir=tmp_path,
+    )
+    assert labels(config) == ["cpu", "gpu"]
+    cpu, gpu = executor(config, "cpu"), executor(config, "gpu")
+    for ex in (cpu, gpu):
+        assert isinstance(ex, HighThroughputExecutor)
+        assert isinstance(ex.provider, PBSProProvider)
+        assert isinstance(ex.provider.launcher, MpiExecLauncher)
+    assert cpu.provider.queue == "workq" and cpu.provider.cpus_per_node == 16
+    assert gpu.provider.select_options.endswith("ngpus=2")
+    assert gpu.available_accelerators == ["0", "1"]
+
+
+def test_cluster_site_without_gpu(tmp_path):
+    for name in ("slurm", "pbs"):
+        config = load_site(name, gpu=False, cores_per_node=8, run_dir=tmp_path)
+        assert labels(config) == ["cpu"] and not has_gpu_executor(config)
+
+
+@pytest.mark.parametrize("example", ["slurm_example.py", "pbs_example.py"])
+def test_example_site_files_build(tmp_path, example):
+    config = load_site(str(EXAMPLES / example), run_dir=tmp_path, max_blocks=2)
+    assert labels(config) == ["cpu", "gpu"]
+    assert executor(config, "cpu").provider.max_blocks == 2
+    assert "activate" in executor(config, "cpu").provider.worker_init
+
+
+# --- load_site errors ----------------------------------------------------------------
+
+
+def assert_one_line_with_names(excinfo, *words):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for name in site_names():
+        assert name in message
+    for word in words:
+        assert word in message
+
+
+def test_unknown_site_name():
+    with pytest.raises(InputError) as excinfo:
+        load_site("nowhere")
+    assert_one_line_with_names(excinfo, "nowhere")
+
+
+def test_missing_site_file(tmp_path):
+    missing = tmp_path / "mysite.py"
+    with pytest.raises(InputError) as excinfo:
+        load_site(str(missing))
+    assert_one_line_with_names(excinfo, str(missing), "not found")
+
+
+def test_site_file_without_fresh_config(tmp_path):
+    path = tmp_path / "site.py"
+    path.write_text("x = 1\n")
+    with pytest.raises(InputError) as excinfo:
+        load_site(str(path))
+    assert_one_line_with_names(excinfo, "fresh_config")
+
+
+def test_site_file_returning_no_config(tmp_path):
+    path = tmp_path / "site.py"
+    path.write_text("def fresh_config(**options):\n    return {'executors': []}\n")
+    with pytest.raises(InputError) as excinfo:
+        load_site(str(path))
+    assert_one_line_with_names(excinfo, "dict", "Config")
+
+
+def test_site_file_that_fails(tmp_path):
+    path = tmp_path / "site.py"
+    path.write_text("import no_such_module_here\n")
+    with pytest.raises(InputError, match="no_such_module_here"):
+        load_site(str(path))
+
+
+def test_unknown_option():
+    with pytest.raises(InputError, match="nonsense"):
+        load_site("local", nonsense=1)
+    with pytest.raises(InputError, match="nonsense"):
+        load_site(str(EXAMPLES / "slurm_example.py"), nonsense=1)
+
+
+def test_user_site_file(tmp_path):
+    path = tmp_path / "mysite.py"
+    path.write_text(
+        "from mapcvd.workflows.sites import threads_config\n"
+        "def fresh_config(**options):\n"
+        "    return threads_config(max_threads=3, **options)\n"
+    )
+    config = load_site(str(path), run_dir=tmp_path / "r")
+    assert labels(config) == ["cpu"] and config.executors[0].max_threads == 3
+    with run_parsl(config) as dfk:
+        assert selftest.square_app("cpu")(5).result(timeout=60) == 25
+    assert_no_dfk()
+
+
+# --- running apps --------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_threads_run(tmp_path):
+    with run_parsl(load_site("threads", run_dir=tmp_path)) as dfk:
+        futures = [selftest.square_app("cpu")(i) for i in range(10)]
+        assert [f.result(timeout=60) for f in futures] == [i * i for i in range(10)]
+        assert selftest.check_site(dfk) == {"cpu": (49, os.getpid())}
+    assert_no_dfk()
+
+
+@pytest.mark.timeout(120)
+def test_run_parsl_cleans_up_after_exception(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with run_parsl(load_site("threads", run_dir=tmp_path)) as dfk:
+            assert selftest.square_app()(3).result(timeout=60) == 9
+            raise KeyboardInterrupt
+    assert dfk.cleanup_called
+    assert_no_dfk()
+    with run_parsl(load_site("threads", run_dir=tmp_path)):  # loadable again
+        pass
+
+
+@pytest.mark.timeout(120)
+def test_local_htex_run(tmp_path):
+    run_dir = tmp_path / "runinfo"
+    with run_parsl(load_site("local", run_dir=run_dir)) as dfk:
+        assert list(dfk.executors)[:1] == ["cpu"] and "gpu" not in dfk.executors
+        app = selftest.square_app("cpu", with_pid=True)
+        results = [f.result(timeout=90) for f in [app(i) for i in range(8)]]
+        assert [value for value, _ in results] == [i * i for i in range(8)]
+        pids = {pid for _, pid in results}
+        assert os.getpid() not in pids  # computed in worker processes
+        pools = worker_pools(dfk.run_dir)
+        assert pools, "no worker pool found for this run"
+        workers = {c.pid for p in pools for c in p.children(recursive=True)}
+        assert pids <= workers
+        procs = pools + [psutil.Process(pid) for pid in workers if psutil.pid_exists(pid)]
+    assert_no_dfk()
+    assert_gone(procs, dfk.run_dir)
+    assert Path(dfk.run_dir).parent == run_dir
+
+
+@pytest.mark.timeout(120)
+def test_local_htex_gpu_executor_and_interrupt(tmp_path):
+    """With gpu=True a second pool runs tasks; Ctrl-C in the block still shuts all down."""
+    with pytest.raises(KeyboardInterrupt):
+        with run_parsl(load_site("local", gpu=True, run_dir=tmp_path)) as dfk:
+            results = selftest.check_site(dfk)
+            assert set(results) == {"cpu", "gpu"}
+            assert results["cpu"][0] == results["gpu"][0] == 49
+            assert os.getpid() not in {pid for _, pid in results.values()}
+            assert results["cpu"][1] != results["gpu"][1]
+            procs = [q for p in worker_pools(dfk.run_dir) for q in [p, *p.children(recursive=True)]]
+            assert len([p for p in procs if "process_worker_pool" in " ".join(p.cmdline())]) == 2
+            raise KeyboardInterrupt
+    assert dfk.cleanup_called
+    assert_no_dfk()
+    assert_gone(procs, dfk.run_dir)
+
+
+@pytest.mark.timeout(60)
+def test_stray_worker_pools_are_ended(tmp_path):
+    """The safety net of run_parsl: pools of this run that outlive cleanup are ended."""
+    run_dir = str(tmp_path / "000")
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    argv = [sys.executable, "-c", code, "process_worker_pool"]
+    other = subprocess.Popen([*argv, f"--logdir={tmp_path}/0001/cpu"])  # another run
+    stray = subprocess.Popen([*argv, f"--logdir={run_dir}/cpu"])
+    try:
+        found = []
+        for _ in range(50):  # until the child has exec'd python
+            found = sites._pool_processes(run_dir)
+            if found:
+                break
+            time.sleep(0.1)
+        assert [p.pid for p in found] == [stray.pid]  # another run's pool is not matched
+        sites._reap(found, grace=0.5)  # ignores SIGTERM: needs the kill
+        assert not found[0].is_running()
+        assert found[0].returncode == -9  # psutil reaped it: SIGKILL after SIGTERM
+        assert other.poll() is None
+    finally:
+        for proc in (stray, other):
+            proc.kill()
+            proc.wait()

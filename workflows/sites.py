@@ -1,0 +1,807 @@
+"""Parsl site configurations: where the apps of a campaign run.
+
+A *site* is a factory ``fresh_config(**options) -> parsl.config.Config``. A loaded
+Parsl ``Config`` cannot be loaded a second time, so every call builds a new one; keep
+the factory, not the config. Sites by name (see :data:`SITES`):
+
+``threads``
+    One :class:`~parsl.executors.ThreadPoolExecutor` labelled ``"cpu"``. For tests
+    only: threads never serialise arguments or results, so they hide pickling bugs,
+    and LAMMPS cannot run in several threads of one process.
+``local`` (the default)
+    A :class:`~parsl.executors.HighThroughputExecutor` labelled ``"cpu"`` on this
+    machine (:class:`~parsl.providers.LocalProvider`, loopback address), one worker
+    process per core; with ``gpu=True`` also an executor ``"gpu"`` with one worker
+    for the learner.
+``slurm``
+    ``"cpu"``: whole nodes from Slurm (:class:`~parsl.providers.SlurmProvider`),
+    one worker pool per node started by ``srun`` (:class:`~parsl.launchers.SrunLauncher`),
+    one worker per core. ``"gpu"``: a separate block on a GPU partition, one worker
+    per GPU (each worker sees only its own GPU through ``CUDA_VISIBLE_DEVICES``).
+``pbs``
+    The same on PBS Pro (:class:`~parsl.providers.PBSProProvider`), worker pools
+    started by ``mpiexec`` (:class:`~parsl.launchers.MpiExecLauncher`).
+
+Every site has an executor labelled ``"cpu"`` (actors, NEB segments, reactive-MD
+runs); cluster sites, and ``local`` with ``gpu=True``, also ``"gpu"`` (the learner and
+surrogate training). Workflows check :func:`has_gpu_executor` and fall back to
+``"cpu"``. :func:`load_site` takes a site name or the path of a user's Python file
+that defines its own ``fresh_config(**options)`` (start from the examples in
+``configs/sites/``).
+
+Why one worker per core
+-----------------------
+An actor, a NEB segment or a reactive-MD run each owns one LAMMPS instance. LAMMPS is
+not thread-safe, so the unit of parallelism is the process: one worker process per
+core, each running its own serial LAMMPS instance (``cores_per_worker=1``). For the
+same reason the ``"cpu"`` workers start with ``OMP_NUM_THREADS=1``, so that N workers
+do not each start N OpenMP or BLAS threads. The learner's executor ``"gpu"`` has one
+worker per GPU and keeps the default threading.
+
+``worker_init`` on clusters
+---------------------------
+On a cluster the worker pools start on compute nodes in a fresh batch-job shell. The
+``worker_init`` string runs first in that shell: load the modules the environment
+needs and activate the Python environment in which ``mapcvd`` is installed, for
+example ``"module load gcc/12 openmpi; source /path/to/venv/bin/activate"``, so that
+``process_worker_pool.py``, ``mapcvd`` and LAMMPS are found there. Set
+``cores_per_node`` too: Parsl then asks Slurm for the cores explicitly and starts
+exactly that many workers, instead of guessing from what the node reports
+(hyper-threads included).
+
+Starting and stopping
+---------------------
+Use :func:`run_parsl`::
+
+    from mapcvd.workflows.sites import load_site, run_parsl
+
+    with run_parsl(load_site("local", run_dir="runs/demo/runinfo")) as dfk:
+        ...  # submit apps, wait on their futures
+
+It shuts Parsl down (executors, blocks, worker pools) on every way out of the block,
+exceptions and Ctrl-C included. Parsl no longer does this at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import parsl
+from parsl.config import Config
+from parsl.dataflow.dflow import DataFlowKernel
+from parsl.errors import NoDataFlowKernelError
+from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
+from parsl.launchers import MpiExecLauncher, SrunLauncher
+from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
+
+from mapcvd.errors import InputError
+
+__all__ = [
+    "DEFAULT_SITE",
+    "EXECUTOR_LABELS",
+    "SITES",
+    "has_gpu_executor",
+    "load_site",
+    "local_config",
+    "pbs_config",
+    "run_parsl",
+    "site_names",
+    "slurm_config",
+    "threads_config",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The executor labels that workflows target: ``"cpu"`` on every site, ``"gpu"``
+#: where the site has one (see :func:`has_gpu_executor`).
+EXECUTOR_LABELS: tuple[str, str] = ("cpu", "gpu")
+CPU, GPU = EXECUTOR_LABELS
+
+#: The site used when none is named.
+DEFAULT_SITE = "local"
+
+#: Shell lines run before every ``"cpu"`` worker pool: one thread per worker.
+_SINGLE_THREAD_INIT = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
+
+
+def _cores() -> int:
+    """Return the number of cores of this machine (at least 1)."""
+    return os.cpu_count() or 1
+
+
+def _interchange_cmd() -> list[str] | None:
+    """Return the command that starts the HighThroughputExecutor interchange.
+
+    Parsl runs ``interchange.py`` from ``PATH`` by default, which fails when the
+    environment is used without being activated (``/path/to/venv/bin/mapcvd``).
+    Run the script of this interpreter's environment with this interpreter instead.
+
+    Returns
+    -------
+    list of str or None
+        ``[sys.executable, ".../bin/interchange.py"]``, or None (Parsl's default)
+        when the script is not next to the interpreter.
+    """
+    script = os.path.join(os.path.dirname(sys.executable), "interchange.py")
+    return [sys.executable, script] if os.path.isfile(script) else None
+
+
+def _join_init(*parts: str | None) -> str:
+    """Join shell snippets with ``"; "``, skipping empty ones.
+
+    Parameters
+    ----------
+    *parts : str or None
+        Shell lines; ``None`` and blank strings are dropped.
+
+    Returns
+    -------
+    str
+        One line for a provider's ``worker_init``.
+    """
+    return "; ".join(p.strip().rstrip(";") for p in parts if p and p.strip())
+
+
+def _config(executors: list, run_dir: str | os.PathLike) -> Config:
+    """Build the :class:`~parsl.config.Config` shared by all sites.
+
+    Parameters
+    ----------
+    executors : list
+        The executors, one labelled ``"cpu"``.
+    run_dir : str or path-like
+        Parsl's run directory (logs, submit scripts, worker logs); made absolute so
+        that the worker pools of this run can be told apart from any other.
+
+    Returns
+    -------
+    parsl.config.Config
+        A fresh configuration, usage tracking off.
+    """
+    return Config(
+        executors=executors,
+        run_dir=os.path.abspath(os.fspath(run_dir)),
+        usage_tracking=0,
+    )
+
+
+def threads_config(
+    *, run_dir: str | os.PathLike = "runinfo", max_threads: int | None = None, gpu: bool = False
+) -> Config:
+    """Return a thread-pool configuration, for tests.
+
+    Parameters
+    ----------
+    run_dir : str or path-like, optional
+        Parsl's run directory. Default ``"runinfo"``.
+    max_threads : int, optional
+        Threads of the ``"cpu"`` executor. Default: the number of cores.
+    gpu : bool, optional
+        Also add a one-thread executor ``"gpu"``, to test workflows that use it.
+
+    Returns
+    -------
+    parsl.config.Config
+        A ThreadPoolExecutor labelled ``"cpu"`` (and ``"gpu"``).
+
+    Notes
+    -----
+    Threads share one process: they never pickle arguments or results, and two
+    LAMMPS instances must never run in two threads at once. Use this site to test the
+    wiring of an app graph, and ``local`` to test that it really runs.
+    """
+    executors = [ThreadPoolExecutor(label=CPU, max_threads=max_threads or _cores())]
+    if gpu:
+        executors.append(ThreadPoolExecutor(label=GPU, max_threads=1))
+    return _config(executors, run_dir)
+
+
+def local_config(
+    *,
+    run_dir: str | os.PathLike = "runinfo",
+    gpu: bool = False,
+    max_workers: int | None = None,
+    worker_init: str = "",
+) -> Config:
+    """Return the configuration for this machine (the default site).
+
+    Parameters
+    ----------
+    run_dir : str or path-like, optional
+        Parsl's run directory. Default ``"runinfo"``.
+    gpu : bool, optional
+        Add an executor ``"gpu"`` with one worker, for the learner. The GPU is not
+        probed (that would import torch here); say ``gpu=True`` when there is one.
+        The worker inherits ``CUDA_VISIBLE_DEVICES`` from this process.
+    max_workers : int, optional
+        Workers of ``"cpu"``. Default: one per core, ``os.cpu_count()``.
+    worker_init : str, optional
+        Shell lines run before the worker pools start.
+
+    Returns
+    -------
+    parsl.config.Config
+        A HighThroughputExecutor ``"cpu"`` (and ``"gpu"``) on a LocalProvider that
+        listens on 127.0.0.1 only.
+
+    Notes
+    -----
+    One worker per core, each a separate process with its own LAMMPS instance
+    (LAMMPS is not thread-safe) and ``OMP_NUM_THREADS=1``. The worker pools run
+    ``process_worker_pool.py`` from the environment of this Python interpreter, so
+    they work even when that environment is not activated. HighThroughputExecutor
+    takes a few seconds to start.
+    """
+    bin_dir = os.path.dirname(sys.executable)
+    env_init = f'export PATH="{bin_dir}:$PATH"'
+    workers = max_workers or _cores()
+    executors = [
+        HighThroughputExecutor(
+            label=CPU,
+            interchange_launch_cmd=_interchange_cmd(),
+            address="127.0.0.1",
+            cores_per_worker=1,
+            max_workers_per_node=workers,
+            provider=LocalProvider(
+                init_blocks=1,
+                min_blocks=1,
+                max_blocks=1,
+                worker_init=_join_init(env_init, worker_init, _SINGLE_THREAD_INIT),
+            ),
+        )
+    ]
+    if gpu:
+        executors.append(
+            HighThroughputExecutor(
+                label=GPU,
+                interchange_launch_cmd=_interchange_cmd(),
+                address="127.0.0.1",
+                cores_per_worker=1,
+                max_workers_per_node=1,
+                provider=LocalProvider(
+                    init_blocks=1,
+                    min_blocks=1,
+                    max_blocks=1,
+                    worker_init=_join_init(env_init, worker_init),
+                ),
+            )
+        )
+    return _config(executors, run_dir)
+
+
+def slurm_config(
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    walltime: str = "01:00:00",
+    nodes_per_block: int = 1,
+    max_blocks: int = 1,
+    worker_init: str = "",
+    cores_per_node: int | None = None,
+    scheduler_options: str = "",
+    gpu: bool = True,
+    gpu_partition: str | None = None,
+    gpus_per_node: int = 1,
+    gpu_cores_per_node: int | None = None,
+    gpu_walltime: str | None = None,
+    address: str | None = None,
+    run_dir: str | os.PathLike = "runinfo",
+) -> Config:
+    """Return a configuration for a Slurm cluster.
+
+    Parameters
+    ----------
+    partition : str, optional
+        Partition of the CPU blocks (the actors and MD runs).
+    account : str, optional
+        Account (allocation) charged, for both executors.
+    walltime : str, optional
+        Walltime of each block, ``"HH:MM:SS"``. A block that reaches it is killed
+        with its tasks: a running LAMMPS ``run`` cannot be interrupted, so leave room.
+    nodes_per_block : int, optional
+        Nodes per batch job of ``"cpu"``.
+    max_blocks : int, optional
+        Most batch jobs of ``"cpu"`` at a time.
+    worker_init : str, optional
+        Shell lines run on the compute node before the worker pool starts: load
+        modules and activate the environment, e.g.
+        ``"module load gcc openmpi; source /path/to/venv/bin/activate"``.
+    cores_per_node : int, optional
+        Physical cores per node: workers per node, and ``--cpus-per-task`` for the
+        pool. Default: what the node reports.
+    scheduler_options : str, optional
+        Extra ``#SBATCH`` lines for both executors (qos, constraint, ...).
+    gpu : bool, optional
+        Add the executor ``"gpu"``. Default True.
+    gpu_partition : str, optional
+        Partition of the GPU block. Default: ``partition``.
+    gpus_per_node : int, optional
+        GPUs of the GPU block; one worker per GPU.
+    gpu_cores_per_node : int, optional
+        Cores asked for with the GPU block (the learner's data loading). Default:
+        Slurm's default for one task.
+    gpu_walltime : str, optional
+        Walltime of the GPU block. Default: ``walltime``.
+    address : str, optional
+        Address of this (submitting) host that compute nodes can reach. Default:
+        Parsl tries all addresses of this host.
+    run_dir : str or path-like, optional
+        Parsl's run directory (submit scripts and logs land there).
+
+    Returns
+    -------
+    parsl.config.Config
+        ``"cpu"``: HighThroughputExecutor, SlurmProvider with SrunLauncher, exclusive
+        nodes, one worker per core. ``"gpu"``: HighThroughputExecutor with
+        ``available_accelerators=gpus_per_node``, one node, requested only when a GPU
+        task is waiting (``init_blocks=0``).
+
+    Notes
+    -----
+    Building this config submits nothing, but Parsl's SlurmProvider runs
+    ``sacct -X`` once to choose how it polls job status.
+    """
+    srun_cpu = SrunLauncher(overrides=f"--cpus-per-task={cores_per_node}" if cores_per_node else "")
+    executors = [
+        HighThroughputExecutor(
+            label=CPU,
+            interchange_launch_cmd=_interchange_cmd(),
+            address=address,
+            cores_per_worker=1,
+            max_workers_per_node=cores_per_node,
+            provider=SlurmProvider(
+                partition=partition,
+                account=account,
+                walltime=walltime,
+                nodes_per_block=nodes_per_block,
+                init_blocks=1,
+                min_blocks=0,
+                max_blocks=max_blocks,
+                cores_per_node=cores_per_node,
+                exclusive=True,
+                scheduler_options=scheduler_options,
+                worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
+                launcher=srun_cpu,
+            ),
+        )
+    ]
+    if gpu:
+        srun_gpu = SrunLauncher(
+            overrides=f"--cpus-per-task={gpu_cores_per_node}" if gpu_cores_per_node else ""
+        )
+        executors.append(
+            HighThroughputExecutor(
+                label=GPU,
+                interchange_launch_cmd=_interchange_cmd(),
+                address=address,
+                available_accelerators=gpus_per_node,
+                max_workers_per_node=gpus_per_node,
+                provider=SlurmProvider(
+                    partition=gpu_partition or partition,
+                    account=account,
+                    walltime=gpu_walltime or walltime,
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=1,
+                    gpus_per_node=gpus_per_node,
+                    cores_per_node=gpu_cores_per_node,
+                    exclusive=False,
+                    scheduler_options=scheduler_options,
+                    worker_init=worker_init,
+                    launcher=srun_gpu,
+                ),
+            )
+        )
+    return _config(executors, run_dir)
+
+
+def pbs_config(
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    walltime: str = "01:00:00",
+    nodes_per_block: int = 1,
+    max_blocks: int = 1,
+    worker_init: str = "",
+    cores_per_node: int | None = None,
+    scheduler_options: str = "",
+    select_options: str = "",
+    mpiexec_bind_cmd: str = "--bind-to",
+    mpiexec_overrides: str = "--ppn 1",
+    gpu: bool = True,
+    gpu_partition: str | None = None,
+    gpus_per_node: int = 1,
+    gpu_cores_per_node: int | None = None,
+    gpu_walltime: str | None = None,
+    address: str | None = None,
+    run_dir: str | os.PathLike = "runinfo",
+) -> Config:
+    """Return a configuration for a PBS Pro cluster.
+
+    The options mirror :func:`slurm_config`, so that one set fits both; PBS calls a
+    partition a queue.
+
+    Parameters
+    ----------
+    partition : str, optional
+        Queue of the CPU blocks (``#PBS -q``).
+    account : str, optional
+        Project charged (``#PBS -A``), for both executors.
+    walltime : str, optional
+        Walltime of each block, ``"HH:MM:SS"``. A block that reaches it is killed
+        with its tasks: a running LAMMPS ``run`` cannot be interrupted, so leave room.
+    nodes_per_block : int, optional
+        Nodes per batch job of ``"cpu"``.
+    max_blocks : int, optional
+        Most batch jobs of ``"cpu"`` at a time.
+    worker_init : str, optional
+        Shell lines run on the compute node before the worker pool starts: load
+        modules and activate the environment, e.g.
+        ``"module load cray-python; source /path/to/venv/bin/activate"``.
+    cores_per_node : int, optional
+        Cores per node: ``ncpus`` of the select statement and workers per node. Set
+        it: PBS gives a job only the ``ncpus`` it asks for, and without it Parsl
+        asks for ``ncpus=1``.
+    scheduler_options : str, optional
+        Extra ``#PBS`` lines for both executors (e.g. ``"#PBS -l filesystems=home"``).
+    select_options : str, optional
+        Appended to ``#PBS -l select=N:ncpus=C`` of the CPU blocks.
+    mpiexec_bind_cmd : str, optional
+        The ``mpiexec`` flag that is given ``none`` to switch off binding of the
+        worker pool: ``"--bind-to"`` (MPICH, Open MPI) or ``"--cpu-bind"`` (Cray PALS).
+    mpiexec_overrides : str, optional
+        Extra ``mpiexec`` arguments that start one worker pool per node. The default
+        ``"--ppn 1"`` suits MPICH and Cray PALS; with Open MPI use
+        ``"--map-by ppr:1:node"``.
+    gpu : bool, optional
+        Add the executor ``"gpu"``. Default True.
+    gpu_partition : str, optional
+        Queue of the GPU block. Default: ``partition``.
+    gpus_per_node : int, optional
+        GPUs of the GPU block (``ngpus=`` in its select statement); one worker per GPU.
+    gpu_cores_per_node : int, optional
+        ``ncpus`` of the GPU block. Default: ``cores_per_node``, else 1.
+    gpu_walltime : str, optional
+        Walltime of the GPU block. Default: ``walltime``.
+    address : str, optional
+        Address of this host that compute nodes can reach. Default: Parsl tries all
+        addresses of this host.
+    run_dir : str or path-like, optional
+        Parsl's run directory (submit scripts and logs land there).
+
+    Returns
+    -------
+    parsl.config.Config
+        ``"cpu"``: HighThroughputExecutor, PBSProProvider with MpiExecLauncher, one
+        worker per core. ``"gpu"``: HighThroughputExecutor with
+        ``available_accelerators=gpus_per_node``, one node, requested only when a GPU
+        task is waiting (``init_blocks=0``).
+    """
+    if cores_per_node is None:
+        logger.warning("pbs site without cores_per_node: each node is requested with ncpus=1")
+    executors = [
+        HighThroughputExecutor(
+            label=CPU,
+            interchange_launch_cmd=_interchange_cmd(),
+            address=address,
+            cores_per_worker=1,
+            max_workers_per_node=cores_per_node,
+            provider=PBSProProvider(
+                queue=partition,
+                account=account,
+                walltime=walltime,
+                nodes_per_block=nodes_per_block,
+                cpus_per_node=cores_per_node or 1,
+                init_blocks=1,
+                min_blocks=0,
+                max_blocks=max_blocks,
+                scheduler_options=scheduler_options,
+                select_options=select_options,
+                worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
+                launcher=MpiExecLauncher(bind_cmd=mpiexec_bind_cmd, overrides=mpiexec_overrides),
+            ),
+        )
+    ]
+    if gpu:
+        executors.append(
+            HighThroughputExecutor(
+                label=GPU,
+                interchange_launch_cmd=_interchange_cmd(),
+                address=address,
+                available_accelerators=gpus_per_node,
+                max_workers_per_node=gpus_per_node,
+                provider=PBSProProvider(
+                    queue=gpu_partition or partition,
+                    account=account,
+                    walltime=gpu_walltime or walltime,
+                    nodes_per_block=1,
+                    cpus_per_node=gpu_cores_per_node or cores_per_node or 1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=1,
+                    scheduler_options=scheduler_options,
+                    select_options=f"ngpus={gpus_per_node}",
+                    worker_init=worker_init,
+                    launcher=MpiExecLauncher(
+                        bind_cmd=mpiexec_bind_cmd, overrides=mpiexec_overrides
+                    ),
+                ),
+            )
+        )
+    return _config(executors, run_dir)
+
+
+#: Site name -> factory ``fresh_config(**options) -> Config``.
+SITES: dict[str, Callable[..., Config]] = {
+    "threads": threads_config,
+    "local": local_config,
+    "slurm": slurm_config,
+    "pbs": pbs_config,
+}
+
+
+def site_names() -> list[str]:
+    """Return the names of the built-in sites, default first.
+
+    Returns
+    -------
+    list of str
+        ``["local", "threads", "slurm", "pbs"]``.
+    """
+    return [DEFAULT_SITE] + [name for name in SITES if name != DEFAULT_SITE]
+
+
+def has_gpu_executor(config: Config) -> bool:
+    """Say whether a configuration has an executor labelled ``"gpu"``.
+
+    Parameters
+    ----------
+    config : parsl.config.Config
+        A site configuration.
+
+    Returns
+    -------
+    bool
+        True when apps can be sent to ``executors=["gpu"]``.
+    """
+    return any(getattr(ex, "label", None) == GPU for ex in config.executors)
+
+
+def _known() -> str:
+    """Return the one-line hint listing the built-in site names."""
+    return (
+        f"known sites: {', '.join(site_names())}; "
+        "or the path of a Python file that defines fresh_config(**options)"
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return ``Type: message`` of an exception on one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _load_site_file(path: Path) -> Callable[..., Config]:
+    """Import a user's site file and return its ``fresh_config``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An existing Python file.
+
+    Returns
+    -------
+    callable
+        The file's ``fresh_config``.
+
+    Raises
+    ------
+    mapcvd.errors.InputError
+        The file cannot be imported or defines no callable ``fresh_config``.
+    """
+    module_name = f"mapcvd_site_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"site file {path} is not a Python file; {_known()}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is bad input
+        raise InputError(f"site file {path} failed to load: {_one_line(exc)}") from exc
+    factory = getattr(module, "fresh_config", None)
+    if not callable(factory):
+        raise InputError(f"site file {path} defines no fresh_config(**options); {_known()}")
+    return factory
+
+
+def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Config:
+    """Build a fresh Parsl configuration for a site.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like, optional
+        A built-in site name (:func:`site_names`; the names win over files of the
+        same name) or the path of a Python file that defines
+        ``fresh_config(**options) -> parsl.config.Config``. Default ``"local"``.
+    **options
+        Keyword options passed to the factory (``run_dir``, ``gpu``, ``partition``,
+        ...).
+
+    Returns
+    -------
+    parsl.config.Config
+        A new, not yet loaded configuration with an executor labelled ``"cpu"``.
+
+    Raises
+    ------
+    mapcvd.errors.InputError
+        Unknown name, missing file, a file without ``fresh_config``, an option the
+        factory does not take, or a factory that fails or returns no ``Config``,
+        or no executor labelled ``"cpu"``. The one-line message lists the known
+        site names.
+    """
+    name = os.fspath(name_or_path)
+    if name in SITES:
+        factory = SITES[name]
+        where = f"site {name!r}"
+    else:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            if path.suffix == ".py" or os.sep in name or (os.altsep and os.altsep in name):
+                raise InputError(f"site file {name} not found; {_known()}")
+            raise InputError(f"unknown site {name!r}; {_known()}")
+        factory = _load_site_file(path)
+        where = f"site file {path}"
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as exc:
+        raise InputError(f"{where} does not accept these options: {_one_line(exc)}") from exc
+    except ValueError:  # no signature available (builtins): let the call decide
+        pass
+    try:
+        config = factory(**options)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing user factory is bad input
+        raise InputError(f"{where} failed to build a config: {_one_line(exc)}") from exc
+    if not isinstance(config, Config):
+        raise InputError(
+            f"{where}: fresh_config returned {type(config).__name__}, "
+            f"not a parsl.config.Config; {_known()}"
+        )
+    labels = [getattr(ex, "label", None) for ex in config.executors]
+    if CPU not in labels:
+        raise InputError(f"{where} has no executor labelled 'cpu' (labels: {labels})")
+    return config
+
+
+def _pool_processes(run_dir: str) -> list:
+    """Find the worker pools of one Parsl run on this host, with their workers.
+
+    Parameters
+    ----------
+    run_dir : str
+        The absolute run directory of the DataFlowKernel (``dfk.run_dir``); it is
+        part of every worker pool's command line (``--logdir``).
+
+    Returns
+    -------
+    list of psutil.Process
+        The ``process_worker_pool`` processes of that run and their descendants.
+    """
+    import psutil
+
+    found = {}
+    needle = os.path.join(os.path.abspath(run_dir), "")
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any("process_worker_pool" in part for part in cmdline) and any(
+            needle in part for part in cmdline
+        ):
+            found[proc.pid] = proc
+            with contextlib.suppress(psutil.Error):
+                for child in proc.children(recursive=True):
+                    found[child.pid] = child
+    return list(found.values())
+
+
+def _reap(procs: list, grace: float) -> None:
+    """Wait for processes to exit; terminate, then kill, those that do not.
+
+    Parameters
+    ----------
+    procs : list of psutil.Process
+        Processes to end.
+    grace : float
+        Seconds to wait before each escalation.
+    """
+    import psutil
+
+    if not procs:
+        return
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for sig in ("terminate", "kill"):
+        if not alive:
+            return
+        logger.warning("ending %d stray Parsl worker process(es) with %s", len(alive), sig)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                getattr(proc, sig)()
+        _, alive = psutil.wait_procs(alive, timeout=grace)
+
+
+def _shutdown(dfk: DataFlowKernel, pools: list, grace: float) -> None:
+    """Clean up a DataFlowKernel and end the local worker pools it leaves behind.
+
+    Parameters
+    ----------
+    dfk : parsl.dataflow.dflow.DataFlowKernel
+        The kernel to clean up (once).
+    pools : list of psutil.Process
+        Worker pools seen while the kernel ran.
+    grace : float
+        Seconds to let worker pools exit on their own before they are signalled.
+    """
+    try:
+        if not dfk.cleanup_called:
+            dfk.cleanup()
+    finally:
+        with contextlib.suppress(NoDataFlowKernelError):
+            if parsl.dfk() is dfk:
+                parsl.clear()
+        try:
+            _reap(pools + _pool_processes(dfk.run_dir), grace)
+        except Exception:  # noqa: BLE001 - never mask the original exception
+            logger.exception("could not check for stray Parsl worker processes")
+
+
+@contextlib.contextmanager
+def run_parsl(config: Config, *, grace: float = 5.0) -> Iterator[DataFlowKernel]:
+    """Load a Parsl configuration for the duration of a ``with`` block.
+
+    Parameters
+    ----------
+    config : parsl.config.Config
+        A fresh configuration (from :func:`load_site`); it cannot be reused after.
+    grace : float, optional
+        Seconds that worker pools on this host get to exit after shutdown before they
+        are terminated, then killed.
+
+    Yields
+    ------
+    parsl.dataflow.dflow.DataFlowKernel
+        The loaded kernel; apps submitted in the block run on it.
+
+    Raises
+    ------
+    parsl.errors.ConfigurationError
+        Another Parsl configuration is already loaded in this process.
+
+    Notes
+    -----
+    Like ``with parsl.load(config) as dfk:``, but the shutdown is guaranteed: on a
+    normal exit (after waiting for running tasks when ``config.exit_mode`` is
+    ``"wait"``), on an exception and on ``KeyboardInterrupt``, the kernel is cleaned
+    up (blocks cancelled, interchanges stopped), it is unregistered so that another
+    configuration can be loaded, and worker pools of this run left on this host are
+    ended. Tasks still running are abandoned.
+    """
+    dfk = parsl.load(config)
+    pools: list = []
+    try:
+        yield dfk
+        if config.exit_mode == "wait":
+            dfk.wait_for_current_tasks()
+    finally:
+        with contextlib.suppress(Exception):
+            pools = _pool_processes(dfk.run_dir)
+        _shutdown(dfk, pools, grace)
+
