@@ -1,0 +1,455 @@
+"""Starting structures of the CVD sulfidation runs: an alpha-MoO3 slab in S2/H2S/H2 gas.
+
+Rajak et al., npj Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3, run
+reactive MD of an alpha-MoO3 "monolayer" (one double layer; 288 Mo + 864 O = 1,152
+atoms) in a gas of S2, H2S and H2 molecules whose numbers (20-250 S2 and H2, 20-200
+H2S) the RL agent sets at each stage (``/work/shared/reference/facts.md`` section 2).
+This module builds that system:
+
+* :func:`moo3_slab` cuts one double layer out of the packaged alpha-MoO3 crystal
+  (``data/structures/alpha-MoO3-2x2x1.xyz``, from USCCACS/RXMD) and repeats it in
+  plane to a chosen number of Mo;
+* :func:`gas_molecule` gives an S2, H2S or H2 molecule at its ReaxFF minimum under
+  ``ffield.MoSOH`` (Hong et al., Nano Lett. 17, 4866 (2017));
+* :func:`insert_gas` adds molecules at random positions and orientations in the
+  vacuum gap, keeping a minimum distance to every other atom under periodic boundary
+  conditions; :func:`count_gas` counts them back.
+
+Every atom carries a molecule id in ``atoms.arrays["mapcvd_molecule"]``: 0 for the
+slab, k > 0 for the k-th inserted gas molecule. Ids are labels set at insertion; they
+do not follow the chemistry once MD breaks or forms bonds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+
+import numpy as np
+from ase import Atoms
+from scipy.spatial import cKDTree
+
+from mapcvd.errors import InputError, MapcvdError
+
+#: Gas species of the CVD runs (Rajak et al. 2021), in the order of the paper's X_t.
+GAS_MOLECULES = ("S2", "H2S", "H2")
+
+#: Per-atom array holding the molecule id (0 = slab, k > 0 = k-th inserted molecule).
+MOLECULE_ARRAY = "mapcvd_molecule"
+
+# ReaxFF minima of the isolated molecules under ffield.MoSOH (LAMMPS CG minimisation,
+# fmax 1e-5 eV/A, 30 A periodic box, QEq on). They agree with the reference checks for
+# S2 (1.965 A) and H2S (1.22 A, 93 deg); H2 relaxes to 0.838 A with this force field,
+# longer than the experimental 0.741 A.
+#: S-S bond of S2 (A).
+S2_BOND = 1.9647
+#: S-H bond of H2S (A).
+H2S_BOND = 1.2210
+#: H-S-H angle of H2S (degrees).
+H2S_ANGLE = 93.33
+#: H-H bond of H2 (A).
+H2_BOND = 0.8383
+
+#: In-plane repeat of one alpha-MoO3 double layer holds this many Mo (see :func:`moo3_slab`).
+MO_PER_CELL = 4
+#: Largest in-plane aspect ratio :func:`moo3_slab` accepts.
+MAX_ASPECT = 3.0
+
+_STRUCTURE = ("structures", "alpha-MoO3-2x2x1.xyz")
+_MO_PER_DOUBLE_LAYER_FILE = 8
+
+
+# --------------------------------------------------------------------------- slab
+def _read_crystal() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symbols, Cartesian positions (wrapped) and cell lengths of the packaged crystal."""
+    from mapcvd.data import data_path  # noqa: PLC0415 - keep import light
+
+    lines = data_path(*_STRUCTURE).read_text().splitlines()
+    n = int(lines[0].split()[0])
+    header = [float(v) for v in lines[1].split()[:6]]
+    lengths, angles = np.array(header[:3]), np.array(header[3:])
+    if np.abs(angles - 90.0).max() > 1e-6:
+        raise MapcvdError(f"{_STRUCTURE[1]}: expected an orthorhombic cell, got angles {angles}")
+    rows = [line.split() for line in lines[2 : 2 + n]]
+    symbols = np.array([r[0] for r in rows])
+    frac = np.array([[float(v) for v in r[1:4]] for r in rows]) % 1.0
+    return symbols, frac * lengths, lengths
+
+
+def _double_layers(z_mo: np.ndarray, lz: float) -> list[np.ndarray]:
+    """Group Mo into double layers by clustering their z (periodic along z).
+
+    Mo sit on planes (spread < 0.5 A); a double layer is two adjacent planes about
+    2.9 A apart, and double layers are separated by the van der Waals gap (about
+    4.0 A between Mo planes). Pairs of adjacent planes are formed with the phase
+    that minimises the summed intra-pair spacing. Returns Mo index arrays.
+    """
+    order = np.argsort(z_mo)
+    zs = z_mo[order]
+    gaps = np.diff(np.append(zs, zs[0] + lz))
+    cuts = np.flatnonzero(gaps > 1.0)  # plane i ends at sorted index cuts[i]
+    if len(cuts) < 2 or len(cuts) % 2:
+        raise MapcvdError(f"{_STRUCTURE[1]}: found {len(cuts)} Mo planes, expected an even number")
+    starts = np.roll(cuts, 1) + 1
+    planes = [order[np.arange(s, c + 1 if c >= s else c + 1 + len(zs)) % len(zs)] for s, c in zip(starts, cuts)]
+    centres = np.array([z_mo[p[0]] + np.mean((z_mo[p] - z_mo[p[0]]) % lz) for p in planes])
+    spacing = (np.roll(centres, -1) - centres) % lz  # plane i to plane i+1
+    phase = int(np.argmin([spacing[0::2].sum(), spacing[1::2].sum()]))
+    k = len(planes)
+    return [np.concatenate([planes[(i + phase) % k], planes[(i + phase + 1) % k]]) for i in range(0, k, 2)]
+
+
+@functools.lru_cache(maxsize=1)
+def _one_double_layer() -> tuple[tuple[str, ...], np.ndarray, tuple[float, float]]:
+    """The primitive in-plane cell of one double layer: symbols, positions, (a, c) lengths.
+
+    The packaged 2x2x1 cell is exactly periodic under a half shift along x (deviation
+    < 0.01 A) but not along y (0.3 A: the structure's y repeat is 7.39 A), so the
+    double layer is reduced along x only, averaging the two halves.
+    """
+    symbols, pos, lengths = _read_crystal()
+    is_mo = symbols == "Mo"
+    mo_idx = np.flatnonzero(is_mo)
+    layers = _double_layers(pos[mo_idx, 2], lengths[2])
+    tree = cKDTree(pos[mo_idx], boxsize=lengths)
+    _, nearest = tree.query(pos)  # every atom's nearest Mo (a Mo is its own)
+    layer_of_mo = np.empty(len(mo_idx), dtype=int)
+    for i, members in enumerate(layers):
+        layer_of_mo[members] = i
+    layer = layer_of_mo[nearest]
+    for i in range(len(layers)):
+        n_mo, n_o = int(np.sum(is_mo & (layer == i))), int(np.sum(~is_mo & (layer == i)))
+        if n_mo != _MO_PER_DOUBLE_LAYER_FILE or n_o != 3 * n_mo:
+            raise MapcvdError(f"{_STRUCTURE[1]}: double layer {i} holds {n_mo} Mo + {n_o} O, not MoO3 x8")
+    sel = np.flatnonzero(layer == 0)
+    sym, p = symbols[sel], pos[sel].copy()
+    zc = np.mean(p[sym == "Mo", 2])
+    p[:, 2] -= lengths[2] * np.round((p[:, 2] - zc) / lengths[2])  # unwrap around the layer
+    # Reduce along x: pair each atom with its image shifted by a/2 and average the pair.
+    half = lengths[0] / 2.0
+    box = np.array([lengths[0], lengths[1], 0.0])
+    shifted = p.copy()
+    shifted[:, 0] = (shifted[:, 0] + half) % lengths[0]
+    dist, partner = cKDTree(p, boxsize=box).query(shifted)  # x, y already wrapped into the cell
+    if dist.max() > 0.05 or np.any(partner[partner] != np.arange(len(p))) or np.any(sym[partner] != sym):
+        raise MapcvdError(f"{_STRUCTURE[1]}: double layer is not periodic under a/2 (max deviation {dist.max():.3f} A)")
+    keep = np.flatnonzero(p[:, 0] < half)
+    if len(keep) != len(p) // 2 or np.any(p[partner[keep], 0] < half):
+        keep = np.flatnonzero(np.arange(len(p)) < partner)
+    d = p[partner[keep]] - half * np.array([1.0, 0.0, 0.0]) - p[keep]
+    d[:, :2] -= np.array([half, lengths[1]]) * np.round(d[:, :2] / np.array([half, lengths[1]]))
+    prim = p[keep] + d / 2.0
+    prim[:, 0] %= half
+    prim[:, 1] %= lengths[1]
+    prim.flags.writeable = False
+    return tuple(str(s) for s in sym[keep]), prim, (float(half), float(lengths[1]))
+
+
+def _best_repeat(n_mo: int, a: float, c: float) -> tuple[int, int, float] | None:
+    """The (na, nc) with na*nc*MO_PER_CELL == n_mo closest to square, and its aspect ratio."""
+    if n_mo <= 0 or n_mo % MO_PER_CELL:
+        return None
+    cells = n_mo // MO_PER_CELL
+    best = None
+    for na in range(1, cells + 1):
+        if cells % na:
+            continue
+        nc = cells // na
+        lx, ly = na * a, nc * c
+        ratio = max(lx, ly) / min(lx, ly)
+        if best is None or ratio < best[2]:
+            best = (na, nc, ratio)
+    return best if best is not None and best[2] <= MAX_ASPECT else None
+
+
+def valid_mo_counts(lo: int, hi: int) -> list[int]:
+    """Mo counts in ``[lo, hi]`` that :func:`moo3_slab` accepts (aspect ratio <= 3:1)."""
+    _, _, (a, c) = _one_double_layer()
+    return [n for n in range(max(lo, 1), hi + 1) if _best_repeat(n, a, c) is not None]
+
+
+def moo3_slab(n_mo: int, *, vacuum: float = 15.0) -> Atoms:
+    """One alpha-MoO3 double layer (the "monolayer" of Rajak et al. 2021) with n_mo Mo.
+
+    The double layer is cut from the packaged alpha-MoO3 crystal (orthorhombic, b
+    stacking axis along z, from USCCACS/RXMD) by clustering the Mo z coordinates,
+    reduced to its in-plane repeat (x: a = 3.96 A, y: 2c = 7.39 A, 4 Mo + 12 O) and
+    repeated ``na x nc`` times in plane, with ``4 na nc = n_mo`` and the most nearly
+    square slab among such choices. The paper's 1,152-atom slab is ``n_mo=288``
+    (12 x 6 cells, 47.5 x 44.3 A; doi:10.1038/s41524-021-00535-3).
+
+    Parameters
+    ----------
+    n_mo
+        Number of Mo atoms (the slab has ``4 n_mo`` atoms, MoO3 stoichiometry).
+    vacuum
+        Width of the vacuum gap along z, from the top surface to the bottom surface
+        through the periodic boundary (A, >= 6).
+
+    Returns
+    -------
+    ase.Atoms
+        Orthogonal cell ``(na a, nc 2c, thickness + vacuum)``, periodic in all three
+        directions (ReaxFF sees the slab's periodic images across the gap, which is
+        wider than its 10 A QEq cutoff at the default vacuum), slab centred in z.
+        Atom order: all Mo first (indices ``0 .. n_mo-1``), then all O; within each
+        element, in the cell order of :meth:`ase.Atoms.repeat`. ``info`` holds
+        ``n_mo``, ``repeat`` (na, nc) and ``vacuum``; ``arrays["mapcvd_molecule"]`` is 0.
+
+    Raises
+    ------
+    InputError
+        If ``n_mo`` is not a positive multiple of 4 with a repeat of aspect ratio
+        <= 3:1 (the message suggests the nearest valid counts), or ``vacuum < 6``.
+    """
+    if not isinstance(n_mo, (int, np.integer)) or isinstance(n_mo, bool):
+        raise InputError(f"n_mo must be an integer, got {n_mo!r}")
+    if not vacuum >= 6.0:
+        raise InputError(f"vacuum must be at least 6 A (got {vacuum}); gas needs room between slab images")
+    symbols, prim, (a, c) = _one_double_layer()
+    best = _best_repeat(int(n_mo), a, c)
+    if best is None:
+        below = next((n for n in range(int(n_mo) - 1, 0, -1) if _best_repeat(n, a, c)), None)
+        above = next((n for n in range(max(int(n_mo) + 1, 1), int(n_mo) + 10_000) if _best_repeat(n, a, c)), None)
+        near = " or ".join(str(n) for n in (below, above) if n is not None)
+        raise InputError(
+            f"cannot build an alpha-MoO3 slab with n_mo={n_mo} (needs a multiple of {MO_PER_CELL} "
+            f"with an in-plane aspect ratio <= {MAX_ASPECT:g}:1); nearest valid counts: {near}"
+        )
+    na, nc, _ = best
+    cell = Atoms(symbols, prim, cell=[a, c, 1.0], pbc=True).repeat((na, nc, 1))
+    order = np.argsort(np.array(cell.get_chemical_symbols()) != "Mo", kind="stable")
+    slab = cell[order]
+    z = slab.positions[:, 2]
+    lz = (z.max() - z.min()) + float(vacuum)
+    slab.set_cell([na * a, nc * c, lz])
+    slab.positions[:, 2] += lz / 2.0 - (z.max() + z.min()) / 2.0
+    slab.pbc = True
+    slab.arrays[MOLECULE_ARRAY] = np.zeros(len(slab), dtype=int)
+    slab.info.update(n_mo=int(n_mo), repeat=(int(na), int(nc)), vacuum=float(vacuum))
+    return slab
+
+
+# ---------------------------------------------------------------------------- gas
+def gas_molecule(name: str) -> Atoms:
+    """An isolated gas molecule at its ReaxFF (ffield.MoSOH) minimum, centre of mass at 0.
+
+    S2: 1.965 A; H2S: S-H 1.221 A, H-S-H 93.3 deg (the checks in
+    ``/work/shared/data/README.md``); H2: 0.838 A (this force field's minimum; the
+    experimental bond is 0.741 A). Atom order: S before H. No cell, not periodic.
+
+    Raises
+    ------
+    InputError
+        For a name not in :data:`GAS_MOLECULES`.
+    """
+    if name == "S2":
+        mol = Atoms("S2", [[0.0, 0.0, 0.0], [S2_BOND, 0.0, 0.0]])
+    elif name == "H2S":
+        half = math.radians(H2S_ANGLE) / 2.0
+        h = H2S_BOND * np.array([[math.sin(half), math.cos(half), 0.0], [-math.sin(half), math.cos(half), 0.0]])
+        mol = Atoms("SH2", [[0.0, 0.0, 0.0], *h])
+    elif name == "H2":
+        mol = Atoms("H2", [[0.0, 0.0, 0.0], [H2_BOND, 0.0, 0.0]])
+    else:
+        raise InputError(f"unknown gas molecule {name!r}; known: {', '.join(GAS_MOLECULES)}")
+    mol.positions -= mol.get_center_of_mass()
+    mol.info["name"] = name
+    return mol
+
+
+def _random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uniformly distributed rotation matrices (from normalised random quaternions)."""
+    q = rng.normal(size=(n, 4))
+    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], axis=-1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], axis=-1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=-1),
+        ],
+        axis=1,
+    )
+
+
+def _vacuum_gap(z: np.ndarray, lz: float, periodic: bool) -> tuple[float, float]:
+    """The widest empty z interval among ``z`` (through the boundary when periodic)."""
+    if len(z) == 0:
+        return 0.0, lz
+    zs = np.sort(z % lz if periodic else z)
+    if periodic:
+        gaps = np.diff(np.append(zs, zs[0] + lz))
+        i = int(np.argmax(gaps))
+        return float(zs[i]), float(zs[i] + gaps[i])
+    edges = np.concatenate([[0.0], zs, [lz]])
+    i = int(np.argmax(np.diff(edges)))
+    return float(edges[i]), float(edges[i + 1])
+
+
+def insert_gas(
+    atoms: Atoms,
+    counts: dict[str, int],
+    *,
+    rng: np.random.Generator,
+    min_distance: float = 2.5,
+    region: tuple[float, float] | None = None,
+    max_attempts: int = 2000,
+) -> Atoms:
+    """Add gas molecules at random positions and orientations in the vacuum along z.
+
+    Molecules (geometries of :func:`gas_molecule`) are inserted one at a time in a
+    random interleaved order of species, each at a uniform random centre and a
+    uniform random orientation; a trial is accepted when all its atoms lie in the
+    region and no atom is closer than ``min_distance`` to any atom already present
+    (slab or gas), minimum image in every periodic direction. Trials are checked in
+    vectorised batches (a periodic k-d tree of the atoms present plus a numpy
+    minimum-image check of the latest insertions). This sets up the gas of the CVD
+    runs of Rajak et al. 2021 (doi:10.1038/s41524-021-00535-3).
+
+    Parameters
+    ----------
+    atoms
+        Slab (and possibly gas already inserted), orthogonal cell, periodic in x and y.
+        Atoms with molecule id 0 (all atoms when ``arrays["mapcvd_molecule"]`` is
+        absent) are the slab.
+    counts
+        Molecules to add per species, e.g. ``{"S2": 20, "H2S": 20, "H2": 20}``.
+    rng
+        Random generator (the only source of randomness: same seed, same structure).
+    min_distance
+        Smallest allowed distance (A) between an inserted atom and any atom of another
+        molecule or of the slab.
+    region
+        ``(z_lo, z_hi)`` in A where gas atoms may lie; with z periodic, ``z_hi`` may
+        exceed the cell length (the region crosses the boundary; positions are
+        wrapped). Default: the widest gap between slab atoms along z, i.e. from the
+        slab's top surface to its bottom surface through the periodic boundary.
+    max_attempts
+        Trials per molecule before giving up.
+
+    Returns
+    -------
+    ase.Atoms
+        A new structure: the input atoms, then the inserted molecules (atoms of a
+        molecule contiguous, positions wrapped into the cell). ``arrays["mapcvd_molecule"]``
+        numbers inserted molecules after the largest existing id; ``info["gas_counts"]``
+        holds the cumulative count per species.
+
+    Raises
+    ------
+    InputError
+        Unknown species, negative count, a bad cell or region, or no room for a
+        molecule within ``max_attempts`` (the message names it and how many fitted).
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InputError("rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed))")
+    for name, n in counts.items():
+        if name not in GAS_MOLECULES:
+            raise InputError(f"unknown gas molecule {name!r}; known: {', '.join(GAS_MOLECULES)}")
+        if int(n) != n or n < 0:
+            raise InputError(f"count of {name} must be a non-negative integer, got {n!r}")
+    if min_distance <= 0 or max_attempts < 1:
+        raise InputError("min_distance and max_attempts must be positive")
+    cell = np.asarray(atoms.cell[:])
+    lengths = np.diag(cell).copy()
+    if np.abs(cell - np.diag(lengths)).max() > 1e-8 or np.any(lengths <= 0):
+        raise InputError("insert_gas needs an orthogonal cell with positive lengths")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not (pbc[0] and pbc[1]):
+        raise InputError("insert_gas needs a structure periodic in x and y")
+    period = np.where(pbc, lengths, 0.0)  # 0 = not periodic (cKDTree convention)
+
+    ids = np.asarray(atoms.arrays.get(MOLECULE_ARRAY, np.zeros(len(atoms), dtype=int)), dtype=int)
+    pos = atoms.get_positions()
+    pos[:, pbc] %= lengths[pbc]
+    pos[:, pbc] = np.where(pos[:, pbc] >= lengths[pbc], 0.0, pos[:, pbc])
+    if region is None:
+        z_lo, z_hi = _vacuum_gap(pos[ids == 0, 2], lengths[2], bool(pbc[2]))
+    else:
+        z_lo, z_hi = (float(v) for v in region)
+        if not z_lo < z_hi or (pbc[2] and z_hi - z_lo > lengths[2]):
+            raise InputError(f"region {region} must have z_lo < z_hi and span at most the cell length along z")
+
+    geoms = {name: gas_molecule(name) for name in GAS_MOLECULES}
+    todo = np.array([name for name, n in counts.items() for _ in range(int(n))], dtype=object)
+    todo = todo[rng.permutation(len(todo))] if len(todo) else todo
+    tree, recent = cKDTree(pos, boxsize=period) if len(pos) else None, np.empty((0, 3))
+    placed_pos: list[np.ndarray] = []
+    placed_sym: list[str] = []
+    placed_ids: list[np.ndarray] = []
+    fitted: Counter = Counter()
+    next_id = int(ids.max()) + 1 if len(ids) else 1
+
+    for name in todo:
+        mol = geoms[name]
+        radius = float(np.linalg.norm(mol.positions, axis=1).max())
+        if z_hi - z_lo < 2 * radius:
+            raise InputError(f"region {z_lo:.2f}..{z_hi:.2f} A is too thin for one {name} molecule")
+        accepted, tried, batch = None, 0, 8
+        while accepted is None and tried < max_attempts:
+            b = min(batch, max_attempts - tried)
+            centres = rng.uniform(0.0, 1.0, size=(b, 3)) * np.array([lengths[0], lengths[1], 0.0])
+            centres[:, 2] = rng.uniform(z_lo + radius, z_hi - radius, size=b)
+            trial = np.einsum("bij,aj->bai", _random_rotations(b, rng), mol.positions) + centres[:, None, :]
+            flat = trial.reshape(-1, 3)
+            flat[:, pbc] %= lengths[pbc]
+            flat[:, pbc] = np.where(flat[:, pbc] >= lengths[pbc], 0.0, flat[:, pbc])
+            clash = np.zeros(len(flat), dtype=bool)
+            if tree is not None:
+                clash |= np.isfinite(tree.query(flat, distance_upper_bound=min_distance)[0])
+            if len(recent):
+                diff = flat[:, None, :] - recent[None, :, :]
+                diff[..., pbc] -= lengths[pbc] * np.round(diff[..., pbc] / lengths[pbc])
+                clash |= np.einsum("ijk,ijk->ij", diff, diff).min(axis=1) < min_distance**2
+            ok = np.flatnonzero(~clash.reshape(b, len(mol)).any(axis=1))
+            tried += b if not len(ok) else int(ok[0]) + 1
+            if len(ok):
+                accepted = trial[ok[0]]
+            batch = min(2 * batch, 256)
+        if accepted is None:
+            made = ", ".join(f"{g} {fitted[g]}/{int(counts.get(g, 0))}" for g in GAS_MOLECULES if g in counts)
+            raise InputError(
+                f"no room for another {name} molecule after {max_attempts} attempts "
+                f"(fitted {made}; min_distance {min_distance} A): enlarge the vacuum or ask for fewer molecules"
+            )
+        placed_pos.append(accepted)
+        placed_sym.extend(mol.get_chemical_symbols())
+        placed_ids.append(np.full(len(mol), next_id + len(placed_ids), dtype=int))
+        fitted[name] += 1
+        recent = np.vstack([recent, accepted])
+        if len(recent) > 512:
+            everything = np.vstack([pos, *placed_pos])
+            tree, recent = cKDTree(everything, boxsize=period), np.empty((0, 3))
+
+    out = atoms.copy()
+    if placed_pos:
+        out.extend(Atoms(placed_sym, np.vstack(placed_pos)))
+    out.arrays[MOLECULE_ARRAY] = np.concatenate([ids, *placed_ids]).astype(int)
+    totals = {g: int(dict(atoms.info.get("gas_counts", {})).get(g, 0)) + fitted[g] for g in GAS_MOLECULES}
+    out.info["gas_counts"] = totals
+    return out
+
+
+def count_gas(atoms: Atoms) -> dict[str, int]:
+    """Molecules per species from the recorded molecule ids (id 0, the slab, excluded).
+
+    Each id group is named by its composition (S2, H2S, H2, or its formula otherwise).
+    Ids are insertion labels: after reactive MD this still counts what was inserted.
+    """
+    ids = np.asarray(atoms.arrays.get(MOLECULE_ARRAY, np.zeros(len(atoms), dtype=int)), dtype=int)
+    symbols = np.array(atoms.get_chemical_symbols())
+    result = {g: 0 for g in GAS_MOLECULES}
+    gas = ids > 0
+    if not gas.any():
+        return result
+    uniq, inverse = np.unique(ids[gas], return_inverse=True)
+    elements = sorted(set(symbols[gas]))
+    comp = np.stack([np.bincount(inverse, weights=symbols[gas] == el, minlength=len(uniq)) for el in elements], axis=1)
+    known = {tuple(sorted(Counter(gas_molecule(g).get_chemical_symbols()).items())): g for g in GAS_MOLECULES}
+    rows, n = np.unique(comp.astype(int), axis=0, return_counts=True)
+    for row, k in zip(rows, n):
+        key = tuple((el, int(c)) for el, c in zip(elements, row) if c)
+        label = known.get(key, "".join(f"{el}{c if c > 1 else ''}" for el, c in key))
+        result[label] = result.get(label, 0) + int(k)
+    return result
