@@ -18,7 +18,7 @@ from parsl.launchers import MpiExecLauncher, SrunLauncher  # noqa: E402
 from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider  # noqa: E402
 
 from mapcvd.errors import InputError  # noqa: E402
-from mapcvd.workflows import selftest, sites  # noqa: E402
+from mapcvd.workflows import parsl_runtime, selftest, sites  # noqa: E402
 from mapcvd.workflows.sites import (  # noqa: E402
     EXECUTOR_LABELS,
     SITES,
@@ -42,14 +42,14 @@ def executor(config, label):
 
 def worker_pools(run_dir: str) -> list[psutil.Process]:
     """Worker pool processes of one Parsl run (its run_dir is on their command line)."""
-    procs = sites._pool_processes(run_dir)
+    procs = parsl_runtime._pool_processes(run_dir)
     return [p for p in procs if "process_worker_pool" in " ".join(p.cmdline())]
 
 
 def assert_gone(procs: list[psutil.Process], run_dir: str) -> None:
     _, alive = psutil.wait_procs(procs, timeout=15)
     assert not alive, f"stray Parsl processes: {alive}"
-    assert sites._pool_processes(run_dir) == []
+    assert parsl_runtime._pool_processes(run_dir) == []
 
 
 def assert_no_dfk() -> None:
@@ -321,12 +321,12 @@ def test_stray_worker_pools_are_ended(tmp_path):
     try:
         found = []
         for _ in range(50):  # until the child has exec'd python
-            found = sites._pool_processes(run_dir)
+            found = parsl_runtime._pool_processes(run_dir)
             if found:
                 break
             time.sleep(0.1)
         assert [p.pid for p in found] == [stray.pid]  # another run's pool is not matched
-        sites._reap(found, grace=0.5)  # ignores SIGTERM: needs the kill
+        parsl_runtime._reap(found, grace=0.5)  # ignores SIGTERM: needs the kill
         assert not found[0].is_running()
         assert found[0].returncode == -9  # psutil reaped it: SIGKILL after SIGTERM
         assert other.poll() is None

@@ -64,24 +64,21 @@ exceptions and Ctrl-C included. Parsl no longer does this at interpreter exit.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import inspect
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import parsl
 from parsl.config import Config
-from parsl.dataflow.dflow import DataFlowKernel
-from parsl.errors import NoDataFlowKernelError
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
 from parsl.launchers import MpiExecLauncher, SrunLauncher
 from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
 
 from mapcvd.errors import InputError
+from mapcvd.workflows.parsl_runtime import run_parsl
 
 __all__ = [
     "DEFAULT_SITE",
@@ -681,127 +678,3 @@ def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Conf
     if CPU not in labels:
         raise InputError(f"{where} has no executor labelled 'cpu' (labels: {labels})")
     return config
-
-
-def _pool_processes(run_dir: str) -> list:
-    """Find the worker pools of one Parsl run on this host, with their workers.
-
-    Parameters
-    ----------
-    run_dir : str
-        The absolute run directory of the DataFlowKernel (``dfk.run_dir``); it is
-        part of every worker pool's command line (``--logdir``).
-
-    Returns
-    -------
-    list of psutil.Process
-        The ``process_worker_pool`` processes of that run and their descendants.
-    """
-    import psutil
-
-    found = {}
-    needle = os.path.join(os.path.abspath(run_dir), "")
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if any("process_worker_pool" in part for part in cmdline) and any(
-            needle in part for part in cmdline
-        ):
-            found[proc.pid] = proc
-            with contextlib.suppress(psutil.Error):
-                for child in proc.children(recursive=True):
-                    found[child.pid] = child
-    return list(found.values())
-
-
-def _reap(procs: list, grace: float) -> None:
-    """Wait for processes to exit; terminate, then kill, those that do not.
-
-    Parameters
-    ----------
-    procs : list of psutil.Process
-        Processes to end.
-    grace : float
-        Seconds to wait before each escalation.
-    """
-    import psutil
-
-    if not procs:
-        return
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for sig in ("terminate", "kill"):
-        if not alive:
-            return
-        logger.warning("ending %d stray Parsl worker process(es) with %s", len(alive), sig)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                getattr(proc, sig)()
-        _, alive = psutil.wait_procs(alive, timeout=grace)
-
-
-def _shutdown(dfk: DataFlowKernel, pools: list, grace: float) -> None:
-    """Clean up a DataFlowKernel and end the local worker pools it leaves behind.
-
-    Parameters
-    ----------
-    dfk : parsl.dataflow.dflow.DataFlowKernel
-        The kernel to clean up (once).
-    pools : list of psutil.Process
-        Worker pools seen while the kernel ran.
-    grace : float
-        Seconds to let worker pools exit on their own before they are signalled.
-    """
-    try:
-        if not dfk.cleanup_called:
-            dfk.cleanup()
-    finally:
-        with contextlib.suppress(NoDataFlowKernelError):
-            if parsl.dfk() is dfk:
-                parsl.clear()
-        try:
-            _reap(pools + _pool_processes(dfk.run_dir), grace)
-        except Exception:  # noqa: BLE001 - never mask the original exception
-            logger.exception("could not check for stray Parsl worker processes")
-
-
-@contextlib.contextmanager
-def run_parsl(config: Config, *, grace: float = 5.0) -> Iterator[DataFlowKernel]:
-    """Load a Parsl configuration for the duration of a ``with`` block.
-
-    Parameters
-    ----------
-    config : parsl.config.Config
-        A fresh configuration (from :func:`load_site`); it cannot be reused after.
-    grace : float, optional
-        Seconds that worker pools on this host get to exit after shutdown before they
-        are terminated, then killed.
-
-    Yields
-    ------
-    parsl.dataflow.dflow.DataFlowKernel
-        The loaded kernel; apps submitted in the block run on it.
-
-    Raises
-    ------
-    parsl.errors.ConfigurationError
-        Another Parsl configuration is already loaded in this process.
-
-    Notes
-    -----
-    Like ``with parsl.load(config) as dfk:``, but the shutdown is guaranteed: on a
-    normal exit (after waiting for running tasks when ``config.exit_mode`` is
-    ``"wait"``), on an exception and on ``KeyboardInterrupt``, the kernel is cleaned
-    up (blocks cancelled, interchanges stopped), it is unregistered so that another
-    configuration can be loaded, and worker pools of this run left on this host are
-    ended. Tasks still running are abandoned.
-    """
-    dfk = parsl.load(config)
-    pools: list = []
-    try:
-        yield dfk
-        if config.exit_mode == "wait":
-            dfk.wait_for_current_tasks()
-    finally:
-        with contextlib.suppress(Exception):
-            pools = _pool_processes(dfk.run_dir)
-        _shutdown(dfk, pools, grace)
-
