@@ -1,7 +1,8 @@
 """Packaged data: ReaxFF force fields and prebuilt starting structures.
 
-See ``README.md`` beside this file for the provenance of every file and the command
-and seed that made each prebuilt structure.
+See ``README.md`` beside this file for the provenance of the force fields and the
+MoO3 cell, and ``STRUCTURES.md`` for the command and seed that made each prebuilt
+structure.
 """
 
 from importlib import resources

@@ -117,6 +117,8 @@ def build_water(silica_file, out, x_plane, seed):
     write_structure(atoms, out, comment=f"mapcvd build water --silica {silica_file}{x_text} --seed {seed}")
     click.echo(f"wrote {out}: {len(atoms)} atoms")
     _print_stats(info)
+    if not info.get("intact", True):
+        click.echo("warning: the relaxed water is not intact (it reacted with the silica); try another --seed or --x", err=True)
 
 
 @build.command("moo3")
