@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 from mapcvd.data import data_path
 from mapcvd.md.engine import Engine
@@ -73,14 +74,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--structures", nargs="+", default=["silica-192-water.extxyz", "silica-576-water.extxyz"],
+        help="packaged structure names or files of silica with one water",
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
     print(f"ReaxFF ffield.SiOH + QEq, NVT {TEMPERATURE} K, {TIMESTEP} fs, one LAMMPS process (1 core)")
     print(f"{'structure':28s} {'atoms':>6s} {'ms/step':>9s} {'cycle ms':>9s} {'overhead':>9s}")
-    for structure in ("silica-192-water.extxyz", "silica-576-water.extxyz"):
+    for structure in args.structures:
         r = bench(structure, args.cycles, args.repeats)
         print(
-            f"{r['structure']:28s} {r['atoms']:6d} {r['ms_per_step']:9.2f} {r['cycle_ms']:9.1f} "
+            f"{Path(r['structure']).name:28s} {r['atoms']:6d} {r['ms_per_step']:9.2f} {r['cycle_ms']:9.1f} "
             f"{r['overhead_pct']:8.2f}%"
         )
     print(f"cycle = move tether + run {STEPS_PER_CYCLE} steps + read energies and positions; "

@@ -56,6 +56,20 @@ def test_structure_missing_an_element(tmp_path):
     assert_one_line_error(result, "Si")
 
 
+def test_element_absent_from_force_field(tmp_path):
+    from ase.io import read, write
+
+    from mapcvd.data import data_path
+
+    atoms = read(data_path("structures", "silica-192.extxyz"))
+    atoms.symbols[0] = "Au"  # Au is not in ffield.SiOH
+    path = tmp_path / "gold.extxyz"
+    write(path, atoms)
+    result = run_cli("build", "water", "--silica", str(path), "--out", str(tmp_path / "w.xyz"))
+    assert_one_line_error(result, "Au")
+    assert not (tmp_path / "w.xyz").exists()
+
+
 def test_unknown_site(tmp_path):
     result = run_cli("campaign", "run", "--site", "nowhere", "--store", str(tmp_path / "c.zarr"))
     assert_one_line_error(result, "nowhere")

@@ -273,6 +273,55 @@ def local_config(
     return _config(executors, run_dir)
 
 
+#: Block settings of a cluster's ``"cpu"`` executor (``max_blocks`` is an option).
+_CPU_BLOCKS = dict(init_blocks=1, min_blocks=0)
+#: Block settings of a cluster's ``"gpu"`` executor: one node, requested only when a
+#: GPU task waits.
+_GPU_BLOCKS = dict(nodes_per_block=1, init_blocks=0, min_blocks=0, max_blocks=1)
+
+
+def _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node) -> list:
+    """The ``"cpu"`` executor (one worker per core) and, with a GPU provider, ``"gpu"``.
+
+    Parameters
+    ----------
+    cpu_provider, gpu_provider : parsl.providers.base.ExecutionProvider
+        Providers of the two executors; ``gpu_provider`` None leaves ``"gpu"`` out.
+    address : str or None
+        Address of the submitting host that compute nodes can reach.
+    cores_per_node : int or None
+        Workers per CPU node (None: what the node reports).
+    gpus_per_node : int
+        GPUs of the GPU block; one worker per GPU.
+
+    Returns
+    -------
+    list of parsl.executors.HighThroughputExecutor
+    """
+    executors = [
+        HighThroughputExecutor(
+            label=CPU,
+            interchange_launch_cmd=_interchange_cmd(),
+            address=address,
+            cores_per_worker=1,
+            max_workers_per_node=cores_per_node,
+            provider=cpu_provider,
+        )
+    ]
+    if gpu_provider is not None:
+        executors.append(
+            HighThroughputExecutor(
+                label=GPU,
+                interchange_launch_cmd=_interchange_cmd(),
+                address=address,
+                available_accelerators=gpus_per_node,
+                max_workers_per_node=gpus_per_node,
+                provider=gpu_provider,
+            )
+        )
+    return executors
+
+
 def slurm_config(
     *,
     partition: str | None = None,
@@ -345,58 +394,36 @@ def slurm_config(
     Building this config submits nothing, but Parsl's SlurmProvider runs
     ``sacct -X`` once to choose how it polls job status.
     """
-    srun_cpu = SrunLauncher(overrides=f"--cpus-per-task={cores_per_node}" if cores_per_node else "")
-    executors = [
-        HighThroughputExecutor(
-            label=CPU,
-            interchange_launch_cmd=_interchange_cmd(),
-            address=address,
-            cores_per_worker=1,
-            max_workers_per_node=cores_per_node,
-            provider=SlurmProvider(
-                partition=partition,
-                account=account,
-                walltime=walltime,
-                nodes_per_block=nodes_per_block,
-                init_blocks=1,
-                min_blocks=0,
-                max_blocks=max_blocks,
-                cores_per_node=cores_per_node,
-                exclusive=True,
-                scheduler_options=scheduler_options,
-                worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
-                launcher=srun_cpu,
-            ),
-        )
-    ]
+    def srun(cores: int | None) -> SrunLauncher:
+        return SrunLauncher(overrides=f"--cpus-per-task={cores}" if cores else "")
+
+    common = dict(account=account, scheduler_options=scheduler_options)
+    cpu_provider = SlurmProvider(
+        partition=partition,
+        walltime=walltime,
+        nodes_per_block=nodes_per_block,
+        max_blocks=max_blocks,
+        cores_per_node=cores_per_node,
+        exclusive=True,
+        worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
+        launcher=srun(cores_per_node),
+        **_CPU_BLOCKS,
+        **common,
+    )
+    gpu_provider = None
     if gpu:
-        srun_gpu = SrunLauncher(
-            overrides=f"--cpus-per-task={gpu_cores_per_node}" if gpu_cores_per_node else ""
+        gpu_provider = SlurmProvider(
+            partition=gpu_partition or partition,
+            walltime=gpu_walltime or walltime,
+            gpus_per_node=gpus_per_node,
+            cores_per_node=gpu_cores_per_node,
+            exclusive=False,
+            worker_init=worker_init,
+            launcher=srun(gpu_cores_per_node),
+            **_GPU_BLOCKS,
+            **common,
         )
-        executors.append(
-            HighThroughputExecutor(
-                label=GPU,
-                interchange_launch_cmd=_interchange_cmd(),
-                address=address,
-                available_accelerators=gpus_per_node,
-                max_workers_per_node=gpus_per_node,
-                provider=SlurmProvider(
-                    partition=gpu_partition or partition,
-                    account=account,
-                    walltime=gpu_walltime or walltime,
-                    nodes_per_block=1,
-                    init_blocks=0,
-                    min_blocks=0,
-                    max_blocks=1,
-                    gpus_per_node=gpus_per_node,
-                    cores_per_node=gpu_cores_per_node,
-                    exclusive=False,
-                    scheduler_options=scheduler_options,
-                    worker_init=worker_init,
-                    launcher=srun_gpu,
-                ),
-            )
-        )
+    executors = _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
     return _config(executors, run_dir)
 
 
@@ -484,55 +511,35 @@ def pbs_config(
     """
     if cores_per_node is None:
         logger.warning("pbs site without cores_per_node: each node is requested with ncpus=1")
-    executors = [
-        HighThroughputExecutor(
-            label=CPU,
-            interchange_launch_cmd=_interchange_cmd(),
-            address=address,
-            cores_per_worker=1,
-            max_workers_per_node=cores_per_node,
-            provider=PBSProProvider(
-                queue=partition,
-                account=account,
-                walltime=walltime,
-                nodes_per_block=nodes_per_block,
-                cpus_per_node=cores_per_node or 1,
-                init_blocks=1,
-                min_blocks=0,
-                max_blocks=max_blocks,
-                scheduler_options=scheduler_options,
-                select_options=select_options,
-                worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
-                launcher=MpiExecLauncher(bind_cmd=mpiexec_bind_cmd, overrides=mpiexec_overrides),
-            ),
-        )
-    ]
+    def mpiexec() -> MpiExecLauncher:
+        return MpiExecLauncher(bind_cmd=mpiexec_bind_cmd, overrides=mpiexec_overrides)
+
+    common = dict(account=account, scheduler_options=scheduler_options)
+    cpu_provider = PBSProProvider(
+        queue=partition,
+        walltime=walltime,
+        nodes_per_block=nodes_per_block,
+        max_blocks=max_blocks,
+        cpus_per_node=cores_per_node or 1,
+        select_options=select_options,
+        worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
+        launcher=mpiexec(),
+        **_CPU_BLOCKS,
+        **common,
+    )
+    gpu_provider = None
     if gpu:
-        executors.append(
-            HighThroughputExecutor(
-                label=GPU,
-                interchange_launch_cmd=_interchange_cmd(),
-                address=address,
-                available_accelerators=gpus_per_node,
-                max_workers_per_node=gpus_per_node,
-                provider=PBSProProvider(
-                    queue=gpu_partition or partition,
-                    account=account,
-                    walltime=gpu_walltime or walltime,
-                    nodes_per_block=1,
-                    cpus_per_node=gpu_cores_per_node or cores_per_node or 1,
-                    init_blocks=0,
-                    min_blocks=0,
-                    max_blocks=1,
-                    scheduler_options=scheduler_options,
-                    select_options=f"ngpus={gpus_per_node}",
-                    worker_init=worker_init,
-                    launcher=MpiExecLauncher(
-                        bind_cmd=mpiexec_bind_cmd, overrides=mpiexec_overrides
-                    ),
-                ),
-            )
+        gpu_provider = PBSProProvider(
+            queue=gpu_partition or partition,
+            walltime=gpu_walltime or walltime,
+            cpus_per_node=gpu_cores_per_node or cores_per_node or 1,
+            select_options=f"ngpus={gpus_per_node}",
+            worker_init=worker_init,
+            launcher=mpiexec(),
+            **_GPU_BLOCKS,
+            **common,
         )
+    executors = _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
     return _config(executors, run_dir)
 
 
