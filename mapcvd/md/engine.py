@@ -488,9 +488,14 @@ class Engine:
         """Move the spring centre (A, unwrapped); takes effect in the next run, no re-setup."""
         if self._tether_indices is None:
             raise MDError("no tether is set: call set_tether first")
+        if self._closed:
+            raise MDError("this engine was closed (after a LAMMPS failure or close()); build a new one")
         center = np.asarray(center, dtype=float)
-        for axis, value in zip("xyz", center):
-            self._lmp.set_internal_variable(f"mapcvd_t{axis}", float(value))
+        try:
+            for axis, value in zip("xyz", center):
+                self._lmp.set_internal_variable(f"mapcvd_t{axis}", float(value))
+        except Exception as exc:  # noqa: BLE001 - LAMMPS raises plain Exception
+            raise self._translate(exc, "move tether") from exc
         self._tether_center = center.copy()
 
     @property
