@@ -1,0 +1,1 @@
+"""MAP, the Molecular Autonomous Pathfinder: environment, density grid, prioritized replay and DQN learner."""

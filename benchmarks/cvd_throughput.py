@@ -1,0 +1,89 @@
+"""Benchmark of the CVD agent and surrogate on CPU.
+
+Prints, for a NADE-CVD of the paper's sizes (encoder 24/48/72, LSTM 128, decoder
+72/24; Rajak et al., npj Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3):
+
+* REINFORCE updates per second (one update = a batch of 32 episodes of 20 stages:
+  rollout through the frozen surrogate plus one Adam step), and the projected time of
+  15,000 updates against the 2-minute goal (the paper's public code: ~0.28 s per update
+  on one core, about 70 minutes for 15,000);
+* NADE training throughput: sequences (runs of 20 stages) per second, batch 32.
+
+Usage: ``python benchmarks/cvd_throughput.py [--updates 300] [--threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from mapcvd.cvd.agent import PolicyValue, reinforce_update, rollout
+from mapcvd.cvd.nade import NadeCVD, train_nade
+from mapcvd.cvd.ranges import PAPER_RANGES
+
+GOAL_UPDATES = 15_000
+GOAL_SECONDS = 120.0
+
+
+def bench_agent(n_updates: int, batch: int = 32, n_stages: int = 20) -> float:
+    """Seconds per REINFORCE update (median of 3 blocks of ``n_updates``)."""
+    torch.manual_seed(0)
+    nade = NadeCVD().eval().requires_grad_(False)
+    policy = PolicyValue(input_size=nade.hidden_size)
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3, foreach=True)
+    gen = torch.Generator().manual_seed(0)
+    lo = torch.tensor(PAPER_RANGES.low)
+    span = torch.tensor(PAPER_RANGES.span)
+
+    def one() -> None:
+        x0 = lo + torch.rand(batch, 4, generator=gen) * span
+        reinforce_update(policy, opt, rollout(nade, policy, x0, n_stages, None, PAPER_RANGES, gen))
+
+    for _ in range(20):  # warm-up
+        one()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n_updates):
+            one()
+        times.append((time.perf_counter() - t0) / n_updates)
+    return float(np.median(times))
+
+
+def bench_nade(n_runs: int = 512, n_stages: int = 20, epochs: int = 3) -> float:
+    """NADE training sequences per second (batch 32, no validation cost counted)."""
+    rng = np.random.default_rng(0)
+    X = PAPER_RANGES.random_schedules(n_runs, n_stages, rng)
+    Z = rng.dirichlet(np.ones(3), size=(n_runs, n_stages))
+    train_nade(X, Z, epochs=1, validation_fraction=0.0, patience=None)  # warm-up
+    t0 = time.perf_counter()
+    train_nade(X, Z, epochs=epochs, validation_fraction=0.0, patience=None)
+    return epochs * n_runs / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--updates", type=int, default=300, help="updates per timing block")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cpus, {torch.get_num_threads()} thread(s)")
+    per_update = bench_agent(args.updates)
+    projected = per_update * GOAL_UPDATES
+    verdict = "meets" if projected < GOAL_SECONDS else "misses"
+    print(f"REINFORCE (batch 32 x 20 stages, NADE 24/48/72-128-72/24): "
+          f"{per_update * 1e3:.2f} ms/update = {1.0 / per_update:.0f} updates/s")
+    print(f"projected {GOAL_UPDATES:,} updates: {projected:.0f} s "
+          f"({verdict} the {GOAL_SECONDS:.0f} s goal; paper's code ~0.28 s/update = "
+          f"{0.28 * GOAL_UPDATES / 60:.0f} min)")
+    print(f"NADE training: {bench_nade():.0f} sequences/s (20 stages, batch 32)")
+
+
+if __name__ == "__main__":
+    main()
