@@ -362,7 +362,7 @@ def _version_groups(ckpt: zarr.Group) -> dict[int, str]:
 
 def _commit_latest(ckpt: zarr.Group, version: int, previous: int | None) -> None:
     """Move the ``latest`` pointer: the commit point of a checkpoint (one file rewrite)."""
-    ckpt.attrs.update({"latest": version, "previous": previous})
+    ckpt.update_attributes({"latest": version, "previous": previous})  # one write
 
 
 def write_array_checkpoint(
@@ -435,7 +435,7 @@ def write_array_checkpoint(
     vgroup = ckpt.create_group(vname)
     for key, arr in data.items():
         vgroup.create_array(key, data=arr)
-    vgroup.attrs.update({"version": version, "meta": meta, "arrays": sorted(data)})
+    vgroup.update_attributes({"version": version, "meta": meta, "arrays": sorted(data)})
 
     _commit_latest(ckpt, version, latest)
 
