@@ -18,7 +18,7 @@ from parsl.launchers import MpiExecLauncher, SrunLauncher  # noqa: E402
 from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider  # noqa: E402
 
 from mapcvd.errors import InputError  # noqa: E402
-from mapcvd.workflows import parsl_runtime, selftest, sites  # noqa: E402
+from mapcvd.workflows import parsl_runtime, selftest  # noqa: E402
 from mapcvd.workflows.sites import (  # noqa: E402
     EXECUTOR_LABELS,
     SITES,
@@ -243,7 +243,7 @@ def test_user_site_file(tmp_path):
     )
     config = load_site(str(path), run_dir=tmp_path / "r")
     assert labels(config) == ["cpu"] and config.executors[0].max_threads == 3
-    with run_parsl(config) as dfk:
+    with run_parsl(config):
         assert selftest.square_app("cpu")(5).result(timeout=60) == 25
     assert_no_dfk()
 

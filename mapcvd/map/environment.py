@@ -40,6 +40,7 @@ from ase import Atoms
 
 from mapcvd.errors import InputError, MDError
 from mapcvd.map.grid import DensityGrid
+from mapcvd.md.analysis import minimum_image
 from mapcvd.md.engine import Engine
 from mapcvd.md.potentials import Potential
 
@@ -250,9 +251,7 @@ class MapEnvironment:
 
     def _terms(self, before, energy, reference, positions, guided) -> dict:
         s = self.settings
-        delta = positions[self._others] - self.agent
-        box = np.where(self.pbc, self.lengths, 0.0)
-        delta -= box * np.round(delta / np.where(box > 0, box, 1.0))
+        delta = minimum_image(positions[self._others] - self.agent, np.where(self.pbc, self.lengths, 0.0))
         closest = float(np.sqrt(np.min(np.sum(delta**2, axis=1)))) if len(delta) else np.inf
         return {
             "position": (self.agent[self.axis] - before) / s.delta,

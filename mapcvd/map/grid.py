@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapcvd.errors import InputError
+from mapcvd.md.analysis import minimum_image
 
 #: Largest grid (points per side) accepted; 64**3 x channels floats per state.
 MAX_POINTS_PER_SIDE = 64
@@ -126,8 +127,7 @@ class DensityGrid:
         if exclude is not None and len(exclude):
             channel[np.asarray(exclude)] = -1
         box = np.where(periodic, lengths, 0.0)
-        delta = np.asarray(positions, dtype=float) - np.asarray(center, dtype=float)
-        delta -= box * np.round(delta / np.where(box > 0, box, 1.0))  # minimum image
+        delta = minimum_image(np.asarray(positions, dtype=float) - np.asarray(center, dtype=float), box)
         near = np.flatnonzero((channel >= 0) & np.all(np.abs(delta) <= self.reach, axis=1))
         grid = np.zeros(self.shape, dtype=np.float64)
         delta = delta[near]
