@@ -15,18 +15,10 @@ from pathlib import Path
 import click
 
 from mapcvd import __version__
+from mapcvd.commands import register
+from mapcvd.commands.common import console as _console
+from mapcvd.commands.common import log as _log
 from mapcvd.errors import InputError, MapcvdError
-
-
-def _console():
-    from rich.console import Console  # noqa: PLC0415
-
-    return Console(stderr=False, highlight=False)
-
-
-def _log(message: str) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    click.echo(f"[{stamp}] {message}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -196,6 +188,9 @@ def campaign_status(store_path, as_json):
     click.echo(f"campaign {group.attrs['config']['campaign']['name']} ({store_path})")
     for stage, status in stages.items():
         click.echo(f"  {stage:20s} {status}")
+
+
+register(cli)
 
 
 # --------------------------------------------------------------------- main

@@ -106,6 +106,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "moo3_temperature_K": Key(float, 1500.0, "NVT temperature of the MoO3 + gas run (K)", min=1.0, max=10_000.0),
         "moo3_timestep_fs": Key(float, 0.25, "MD timestep of the MoO3 + gas run (fs)", min=0.01, max=5.0),
     },
+    # [map]: the MAP pathfinder (mapcvd map ...); see mapcvd/map/settings.py
+    "map": {},
+    # [cvd]: the MoO3 slab and the staged reactive-MD runs (mapcvd cvd rmd)
+    "cvd": {},
+    # [cvd_learning]: the CVD dataset, NADE-CVD, REINFORCE agent and validation
+    "cvd_learning": {},
 }
 
 
