@@ -141,16 +141,14 @@ def run_smoke(config: dict, group, parsl_config, log: Callable[[str], None] = pr
     import parsl  # noqa: PLC0415
 
     from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.store.atoms import write_atoms  # noqa: PLC0415
     from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
 
     set_stage_status(group, "structures", "running")
     structures = prepare_structures(config)
     smoke = group.require_group("smoke")
     for name, atoms in structures.items():
-        g = smoke.require_group(f"structures/{name}")
-        g.create_array("numbers", data=atoms.numbers.astype(np.int32), overwrite=True)
-        g.create_array("positions", data=atoms.positions, overwrite=True)
-        g.create_array("cell", data=np.asarray(atoms.cell[:]), overwrite=True)
+        write_atoms(smoke, f"structures/{name}", atoms)
         log(f"structure {name}: {len(atoms)} atoms ({atoms.get_chemical_formula()})")
     set_stage_status(group, "structures", "done")
 

@@ -2,4 +2,97 @@
 
 from __future__ import annotations
 
-from mapcvd.commands.groups import map_group  # noqa: F401
+import json
+from pathlib import Path
+
+import click
+
+from mapcvd.commands.common import log
+from mapcvd.commands.groups import map_group
+from mapcvd.errors import InputError
+
+
+def _map_config(config_file: Path | None, store: Path | None, overrides: dict) -> dict:
+    """The config of a MAP command: CONFIG, else the store's own, else the packaged demo."""
+    from mapcvd.config import load_config, validate  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    if config_file is None and store is not None and Path(store).exists():
+        stored = dict(open_campaign(store, "r").attrs["config"])
+        raw = {section: dict(table) for section, table in stored.items()}
+        for section, table in overrides.items():
+            raw.setdefault(section, {}).update({k: v for k, v in table.items() if v is not None})
+        return validate(raw)
+    return load_config(config_file, overrides=overrides)
+
+
+def _open_store(path: Path, config: dict, *, must_exist: bool = False):
+    from mapcvd.store import open_campaign, open_or_create_campaign  # noqa: PLC0415
+
+    if must_exist:
+        return open_campaign(path, "r+")
+    group, created = open_or_create_campaign(path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+    log(f"{'created' if created else 'continuing'} campaign store {path}")
+    return group
+
+
+@map_group.command("train")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path),
+              help="Campaign store; an existing one is continued.")
+@click.option("--structure", default=None, help="Host + guided molecule file (any format ASE reads).")
+@click.option("--site", default=None, help="Parsl site: local, threads, slurm, pbs or PATH.py.")
+@click.option("--actors", type=int, default=None, help="Actor apps (default: map.actors).")
+@click.option("--minutes", type=float, default=None, help="Training wall time (default: map.minutes).")
+@click.option("--seed", type=int, default=None, help="Campaign seed (default: campaign.seed).")
+def map_train(config_file, store_path, structure, site, actors, minutes, seed):
+    """Train the MAP pathfinder: N actor apps (ReaxFF) and one learner app over the store."""
+    from mapcvd.map.system import check_map_table  # noqa: PLC0415
+    from mapcvd.workflows.map_training import map_site, run_map_training  # noqa: PLC0415
+
+    config = _map_config(config_file, store_path, {
+        "campaign": {"site": site, "seed": seed}, "map": {"actors": actors, "minutes": minutes}})
+    check_map_table(config["map"])  # bad potential, grid or replay size: before any work
+    if structure is not None and not Path(structure).is_file():
+        raise InputError(f"structure file not found: {structure}")
+    table = config["map"]
+    run_dir = store_path.parent / (store_path.name + ".runinfo")
+    parsl_config = map_site(config["campaign"]["site"], str(run_dir), table["actors"])
+    group = _open_store(store_path, config)
+    result = run_map_training(config, group, str(store_path), parsl_config, structure=structure, log=log)
+    learner = result["learner"]
+    for a in result["actors"]:
+        log(f"actor {a['actor']} (eps {a['epsilon']:.3g}): {a['episodes']} episodes, {a['actions']} actions, "
+            f"{a['transitions']} transitions, mean progress {a['mean_progress_A']:+.2f} A, "
+            f"{a['failures']} LAMMPS failures")
+    log(f"learner on {learner['device']}: {learner['updates']} updates in total ({learner['new_updates']} now), "
+        f"replay {learner['replay_size']}, weights v{learner['weights_version']}, lost {learner['lost']}")
+    log(f"done in {result['seconds']:.0f} s; continue with the same command, evaluate with "
+        f"'mapcvd map evaluate {store_path} --episodes 5 --policy greedy'")
+
+
+@map_group.command("evaluate")
+@click.argument("store_path", type=click.Path(path_type=Path))
+@click.option("--episodes", type=int, default=None, help="Episodes (default: map.eval_episodes).")
+@click.option("--policy", type=click.Choice(["greedy", "random"]), default="greedy", show_default=True)
+@click.option("--site", default=None, help="Parsl site (default: the store's config).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def map_evaluate(store_path, episodes, policy, site, as_json):
+    """Run episodes of the stored greedy policy (epsilon 0) or of random actions; store their pathways."""
+    from mapcvd.workflows.map_training import map_site, run_map_evaluation  # noqa: PLC0415
+
+    if episodes is not None and episodes < 1:
+        raise InputError(f"--episodes must be >= 1, got {episodes}")
+    group = _open_store(store_path, {}, must_exist=True)
+    config = _map_config(None, store_path, {"campaign": {"site": site}})
+    episodes = episodes or config["map"]["eval_episodes"]
+    run_dir = store_path.parent / (store_path.name + ".runinfo")
+    quiet = (lambda _line: None) if as_json else log
+    parsl_config = map_site(config["campaign"]["site"], str(run_dir), actors=1, gpu=False)
+    result = run_map_evaluation(config, group, str(store_path), parsl_config, policy=policy, episodes=episodes,
+                                log=quiet)
+    if as_json:
+        click.echo(json.dumps({k: result[k] for k in ("policy", "episodes", "mean_progress_A", "mean_return")}))
+    else:
+        log(f"{policy}: mean progress {result['mean_progress_A']:+.2f} A, mean return {result['mean_return']:+.2f} "
+            f"over {result['episodes']} episodes (stored in {result['log']})")

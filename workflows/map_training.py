@@ -1,0 +1,253 @@
+"""MAP as a Parsl app graph: N actor apps and one learner app over the Zarr store.
+
+Chen et al.'s MAP (seed 000) trains like Ape-X (Horgan et al., arXiv:1803.00933):
+actors, each with its own LAMMPS ReaxFF instance and epsilon, stream prioritized
+n-step transitions into the store; one learner, on the site's ``"gpu"`` executor when
+it has one (CUDA when torch sees a GPU there), samples them and publishes weights the
+actors pull. Every app opens the store itself and writes only its own groups
+(``map/replay/actor_i`` and ``map/episodes/actor_i``; ``map/learner``); this driver
+writes the campaign attributes and ``map/structure``. Evaluation episodes run as
+independent apps whose results the driver appends to ``map/evaluation/<policy>``.
+
+The app functions live here, in an installed module, and import torch and LAMMPS
+inside, so that worker processes import them lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import as_completed
+import time
+from collections.abc import Callable
+
+from mapcvd.errors import InputError
+
+STRUCTURE_PATH = "map/structure"
+
+
+# ----------------------------------------------------------------- the apps
+def actor_task(store_path: str, table: dict, actor: int, deadline: float, seed: int,
+               max_episodes: int | None = None) -> dict:
+    """Parsl app body: one actor until ``deadline`` (see :func:`mapcvd.map.actor.run_actor`)."""
+    from mapcvd.map.actor import run_actor  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    root = open_campaign(store_path, "r+")
+    return run_actor(root, stored_system(root, table), table, actor=actor, deadline=deadline, seed=seed,
+                     max_episodes=max_episodes)
+
+
+def learner_task(store_path: str, table: dict, deadline: float, seed: int, channels: int,
+                 max_updates: int | None = None) -> dict:
+    """Parsl app body: the learner until ``deadline`` (see :func:`mapcvd.map.learner.run_learner`)."""
+    from mapcvd.map.learner import run_learner  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    root = open_campaign(store_path, "r+")
+    return run_learner(root, table, deadline=deadline, seed=seed, channels=channels, max_updates=max_updates)
+
+
+def evaluation_task(store_path: str, table: dict, policy: str, weights: dict | None, seed: int,
+                    episode: int) -> tuple:
+    """Parsl app body: one evaluation episode; returns its log rows (the driver stores them)."""
+    from mapcvd.map.evaluate import evaluate_episode  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    root = open_campaign(store_path, "r")
+    return evaluate_episode(stored_system(root, table), table, policy=policy, weights=weights, seed=seed,
+                            episode=episode)
+
+
+def stored_system(root, table: dict):
+    """The MAP system of the table on the structure stored in the campaign."""
+    from mapcvd.map.system import build_system  # noqa: PLC0415
+    from mapcvd.store.atoms import read_atoms  # noqa: PLC0415
+
+    atoms, _ = read_atoms(root, STRUCTURE_PATH)
+    return build_system(table, atoms)
+
+
+# ------------------------------------------------------------------ driver
+def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True):
+    """A fresh Parsl config for MAP on ``site``.
+
+    On the built-in ``local`` site the learner gets its own executor (``"gpu"``, one
+    worker: a dedicated process, on the GPU when torch sees one) and the actors one
+    ``"cpu"`` worker each (at least one per core). ``threads`` runs at most one actor
+    (LAMMPS instances must not share a process). Other sites are used as they are.
+    """
+    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
+
+    if site == "local":
+        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(actors, os.cpu_count() or 1))
+    if site == "threads":
+        if actors > 1:
+            raise InputError("the threads site runs one LAMMPS at a time: use --actors 1 or the local site")
+        return load_site(site, run_dir=run_dir, gpu=True, max_threads=1)
+    return load_site(site, run_dir=run_dir)
+
+
+def prepare_map(group, table: dict, structure: str | None = None):
+    """Store the MAP structure (once) and create the replay; return the system.
+
+    Raises
+    ------
+    InputError
+        When ``structure`` is given for a store that already trains on another one.
+    """
+    from mapcvd.map.system import build_system, replay_spec  # noqa: PLC0415
+    from mapcvd.md.structures import read_structure  # noqa: PLC0415
+    from mapcvd.store.atoms import read_atoms, write_atoms  # noqa: PLC0415
+    from mapcvd.store.replay import create_replay  # noqa: PLC0415
+
+    if STRUCTURE_PATH in group and group[STRUCTURE_PATH].attrs.get("kind") == "mapcvd-atoms":
+        atoms, attrs = read_atoms(group, STRUCTURE_PATH)
+        if structure is not None:
+            given = read_structure(structure)
+            same = len(given) == len(atoms) and (given.numbers == atoms.numbers).all() and \
+                abs(given.positions - atoms.positions).max() < 1e-6
+            if not same:
+                raise InputError(
+                    f"this store already trains on {attrs.get('source')}; --structure {structure} differs "
+                    "(use a new --store)"
+                )
+        system = build_system(table, atoms)
+    else:
+        source = structure or table["structure"]
+        atoms = read_structure(source)
+        system = build_system(table, atoms)
+        write_atoms(group, STRUCTURE_PATH, atoms, attrs={"source": str(source), "guided": system.guided.tolist()})
+    create_replay(group, replay_spec(table, system.channels))
+    return system
+
+
+def run_map_training(config: dict, group, store_path: str, parsl_config, *, structure: str | None = None,
+                     log: Callable[[str], None] = print, report_seconds: float = 30.0,
+                     on_progress: Callable[[dict], None] | None = None, max_episodes: int | None = None,
+                     max_updates: int | None = None) -> dict:
+    """Train MAP for ``config["map"]["minutes"]`` on the site of ``parsl_config``.
+
+    Parameters
+    ----------
+    config
+        Validated configuration (``[campaign]`` seed, ``[map]`` table).
+    group
+        The campaign root, read-write (this driver writes its attributes).
+    store_path
+        Path of the store (each app opens it itself).
+    parsl_config
+        A fresh Parsl config (:func:`map_site`).
+    structure
+        Structure file overriding ``map.structure`` (a new store only).
+    log, report_seconds, on_progress
+        A log line (from :func:`~mapcvd.map.progress.describe_snapshot`) every
+        ``report_seconds``; ``on_progress`` gets the snapshot itself.
+    max_episodes, max_updates
+        Per-actor episode and learner update limits (tests).
+
+    Returns
+    -------
+    dict
+        ``actors`` (each actor's summary), ``learner`` (its summary), ``seconds``.
+    """
+    import parsl  # noqa: PLC0415
+
+    from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
+    from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.workflows.sites import has_gpu_executor, run_parsl  # noqa: PLC0415
+
+    table = config["map"]
+    seed = config["campaign"]["seed"]
+    system = prepare_map(group, table, structure)
+    set_stage_status(group, "map_train", "running")
+    start = time.perf_counter()
+    try:
+        with run_parsl(parsl_config):
+            learner_label = "gpu" if has_gpu_executor(parsl_config) else "cpu"
+            deadline = time.time() + 60.0 * table["minutes"]
+            learner = parsl.python_app(learner_task, executors=[learner_label])(
+                str(store_path), table, deadline, seed, system.channels, max_updates)
+            actor_app = parsl.python_app(actor_task, executors=["cpu"])
+            actors = [actor_app(str(store_path), table, i, deadline, seed, max_episodes)
+                      for i in range(table["actors"])]
+            log(f"MAP: {table['actors']} actor(s) on 'cpu', learner on '{learner_label}', "
+                f"{table['minutes']:g} min, {len(system.atoms)} atoms")
+            futures = [learner, *actors]
+            last = time.perf_counter()
+            while not all(f.done() for f in futures):
+                time.sleep(0.5)
+                if time.perf_counter() - last >= report_seconds:
+                    snapshot = training_snapshot(group)
+                    log(describe_snapshot(snapshot))
+                    if on_progress is not None:
+                        on_progress(snapshot)
+                    last = time.perf_counter()
+            results = {"actors": [f.result() for f in actors], "learner": learner.result()}
+    except KeyboardInterrupt:
+        set_stage_status(group, "map_train", "pending")
+        raise
+    except BaseException:
+        set_stage_status(group, "map_train", "failed")
+        raise
+    set_stage_status(group, "map_train", "done")
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, policy: str, episodes: int,
+                       log: Callable[[str], None] = print) -> dict:
+    """Play ``episodes`` evaluation episodes of ``policy`` in parallel apps; store and summarise them.
+
+    Returns
+    -------
+    dict
+        ``policy``, ``episodes``, ``mean_progress_A``, ``mean_return`` (over these
+        episodes), ``progress_A`` (each), ``log`` (the store path of the episodes).
+    """
+    import numpy as np  # noqa: PLC0415
+    import parsl  # noqa: PLC0415
+
+    from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
+    from mapcvd.map.evaluate import POLICIES, evaluation_log_path  # noqa: PLC0415
+    from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
+    from mapcvd.store.replay import read_weights  # noqa: PLC0415
+    from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
+
+    if policy not in POLICIES:
+        raise InputError(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    table = config["map"]
+    seed = config["campaign"]["seed"]
+    system = prepare_map(group, table)
+    weights = None
+    if policy == "greedy":
+        loaded = read_weights(group)
+        if loaded is None:
+            raise InputError("the store holds no trained weights: run 'mapcvd map train' first")
+        weights = loaded[0]
+    writer = EpisodeWriter(group, evaluation_log_path(policy), n_atoms=len(system.atoms),
+                           summary_fields=SUMMARY_FIELDS, step_fields=STEP_FIELDS, frames=True)
+    first = writer.count
+    set_stage_status(group, f"map_evaluate_{policy}", "running")
+    rows = []
+    try:
+        with run_parsl(parsl_config):
+            app = parsl.python_app(evaluation_task, executors=["cpu"])
+            futures = [app(str(store_path), table, policy, weights, seed, first + k) for k in range(episodes)]
+            for future in as_completed(futures):
+                summary, steps, frames = future.result()
+                writer.append(summary, steps, frames)
+                rows.append(summary)
+                log(f"{policy} episode {int(summary['episode'])}: {int(summary['actions'])} actions, "
+                    f"progress {summary['progress_A']:+.2f} A, return {summary['return']:+.2f}")
+    except KeyboardInterrupt:
+        set_stage_status(group, f"map_evaluate_{policy}", "pending")
+        raise
+    except BaseException:
+        set_stage_status(group, f"map_evaluate_{policy}", "failed")
+        raise
+    set_stage_status(group, f"map_evaluate_{policy}", "done")
+    progress = [r["progress_A"] for r in rows]
+    return {"policy": policy, "episodes": len(rows), "mean_progress_A": float(np.mean(progress)),
+            "mean_return": float(np.mean([r["return"] for r in rows])), "progress_A": progress,
+            "log": evaluation_log_path(policy)}
