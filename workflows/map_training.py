@@ -16,9 +16,9 @@ inside, so that worker processes import them lazily.
 from __future__ import annotations
 
 import os
-from concurrent.futures import as_completed
 import time
 from collections.abc import Callable
+from concurrent.futures import as_completed
 
 from mapcvd.errors import InputError
 
@@ -151,10 +151,10 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
         ``actors`` (each actor's summary), ``learner`` (its summary), ``seconds``.
     """
     import parsl  # noqa: PLC0415
+    from mapcvd.workflows.sites import has_gpu_executor, run_parsl  # noqa: PLC0415
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
     from mapcvd.store import set_stage_status  # noqa: PLC0415
-    from mapcvd.workflows.sites import has_gpu_executor, run_parsl  # noqa: PLC0415
 
     table = config["map"]
     seed = config["campaign"]["seed"]
@@ -206,13 +206,13 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     """
     import numpy as np  # noqa: PLC0415
     import parsl  # noqa: PLC0415
+    from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
 
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
     from mapcvd.map.evaluate import POLICIES, evaluation_log_path  # noqa: PLC0415
     from mapcvd.store import set_stage_status  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
     from mapcvd.store.replay import read_weights  # noqa: PLC0415
-    from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
 
     if policy not in POLICIES:
         raise InputError(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")

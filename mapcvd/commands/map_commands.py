@@ -19,7 +19,8 @@ def _map_config(config_file: Path | None, store: Path | None, overrides: dict) -
 
     if config_file is None and store is not None and Path(store).exists():
         stored = dict(open_campaign(store, "r").attrs["config"])
-        raw = {section: dict(table) for section, table in stored.items()}
+        # only the sections MAP uses: the others may come from another mapcvd version
+        raw = {section: dict(stored.get(section, {})) for section in ("campaign", "map")}
         for section, table in overrides.items():
             raw.setdefault(section, {}).update({k: v for k, v in table.items() if v is not None})
         return validate(raw)
@@ -48,14 +49,18 @@ def _open_store(path: Path, config: dict, *, must_exist: bool = False):
 def map_train(config_file, store_path, structure, site, actors, minutes, seed):
     """Train the MAP pathfinder: N actor apps (ReaxFF) and one learner app over the store."""
     from mapcvd.map.system import check_map_table  # noqa: PLC0415
+    from mapcvd.md.structures import read_structure  # noqa: PLC0415
     from mapcvd.workflows.map_training import map_site, run_map_training  # noqa: PLC0415
 
     config = _map_config(config_file, store_path, {
         "campaign": {"site": site, "seed": seed}, "map": {"actors": actors, "minutes": minutes}})
-    check_map_table(config["map"])  # bad potential, grid or replay size: before any work
-    if structure is not None and not Path(structure).is_file():
-        raise InputError(f"structure file not found: {structure}")
     table = config["map"]
+    atoms = None
+    if not store_path.exists():  # a new store: check the structure and guided atoms too
+        atoms = read_structure(structure or table["structure"])
+    elif structure is not None:
+        read_structure(structure)
+    check_map_table(table, atoms)  # bad potential, grid, replay size or guided atoms: before any work
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     parsl_config = map_site(config["campaign"]["site"], str(run_dir), table["actors"])
     group = _open_store(store_path, config)

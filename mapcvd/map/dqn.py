@@ -88,7 +88,7 @@ class Batch:
     discounts: torch.Tensor
     weights: torch.Tensor
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         """The same batch on ``device``."""
         return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 

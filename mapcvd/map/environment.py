@@ -114,7 +114,7 @@ class MapSettings:
                 raise InputError(f"map setting {name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "MapSettings":
+    def from_dict(cls, values: dict) -> MapSettings:
         """Build from a config table; unknown keys are refused."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -21,7 +21,12 @@ from ase import Atoms
 
 from mapcvd.errors import InputError
 from mapcvd.map.dqn import QNetwork3D
-from mapcvd.map.environment import MAX_GRID_BYTES, REWARD_TERMS, MapEnvironment, MapSettings
+from mapcvd.map.environment import (
+    MAX_GRID_BYTES,
+    REWARD_TERMS,
+    MapEnvironment,
+    MapSettings,
+)
 from mapcvd.md.potentials import Potential, lammps_commands, reaxff
 from mapcvd.md.structures import read_structure
 from mapcvd.store.replay import ReplaySpec
