@@ -217,3 +217,22 @@ def test_train_continue_and_evaluate_on_a_tiny_reaxff_system(tmp_path):
     assert len(stored) == 2
     assert result["mean_progress_A"] == pytest.approx(stored.summary()["progress_A"].mean())
     assert stage_statuses(open_campaign(store, "r")) == {"map_train": "done", "map_evaluate_greedy": "done"}
+
+
+def test_ablation_trains_each_variant_and_plots(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY.format(minutes=0.08))
+    out = tmp_path / "abl"
+    result = mapcvd("map", "ablation", cfg, "--out", out, "--terms", "energy")
+    assert result.returncode == 0, result.stderr
+    assert (out / "ablation.png").stat().st_size > 10_000
+    for label, weight in (("all_terms", 0.5), ("no_energy", 0.0)):
+        group = open_campaign(out / f"{label}.zarr", "r")
+        assert group.attrs["config"]["map"]["reward_energy"] == weight
+        log = EpisodeLog(group, "map/episodes/actor_000")
+        assert len(log) >= 1
+        if weight == 0.0:  # the switched-off term never counts in the reward
+            steps = log.steps(0)
+            np.testing.assert_allclose(steps["reward"], steps["terms"] @ np.array([1.0, 0.0, 0.5, 0.5, 0.1]))
+    bad = mapcvd("map", "ablation", cfg, "--out", out, "--terms", "energy,speed")
+    assert bad.returncode != 0 and "unknown reward term(s) speed" in bad.stderr

@@ -251,3 +251,55 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     return {"policy": policy, "episodes": len(rows), "mean_progress_A": float(np.mean(progress)),
             "mean_return": float(np.mean([r["return"] for r in rows])), "progress_A": progress,
             "log": evaluation_log_path(policy)}
+
+
+def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log: Callable[[str], None] = print,
+                       site_factory: Callable[[str, int], object]) -> dict[str, str]:
+    """Train one store per variant (the paper's scaling and ablation runs); return label -> store path.
+
+    Parameters
+    ----------
+    config
+        Base configuration.
+    variants
+        Label -> ``[map]`` overrides (e.g. ``{"actors": 4}`` or ``{"reward_energy": 0.0}``).
+    out_dir
+        Folder of the stores (``<out_dir>/<label>.zarr``).
+    site_factory
+        ``(run_dir, actors) -> fresh Parsl config`` (a loaded config cannot be reused).
+
+    A variant whose store already finished training is not trained again, so an
+    interrupted experiment resumes where it stopped.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from mapcvd.store import open_or_create_campaign, stage_statuses  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stores = {}
+    for label, overrides in variants.items():
+        variant = {**config, "map": {**config["map"], **overrides}}
+        path = out / f"{label}.zarr"
+        group, _ = open_or_create_campaign(path, config=variant, seeds={"campaign": config["campaign"]["seed"]})
+        stores[label] = str(path)
+        if stage_statuses(group).get("map_train") == "done":
+            log(f"{label}: already trained ({path})")
+            continue
+        log(f"{label}: training {variant['map']['actors']} actor(s) for {variant['map']['minutes']:g} min -> {path}")
+        run_map_training(variant, group, str(path), site_factory(str(out / f"{label}.runinfo"),
+                                                                   variant["map"]["actors"]), log=log)
+    return stores
+
+
+def experiment_curves(stores: dict[str, str], epoch_episodes: int = 1) -> dict:
+    """Per-epoch mean +- std over actors of final x and total reward, per store (for the plots)."""
+    from mapcvd.map.plots import PANELS  # noqa: PLC0415
+    from mapcvd.map.progress import actor_logs, episodes_by_epoch  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    curves = {}
+    for label, path in stores.items():
+        logs = actor_logs(open_campaign(path, "r"))
+        curves[label] = {field: episodes_by_epoch(logs, field, epoch_episodes) for field in PANELS}
+    return curves

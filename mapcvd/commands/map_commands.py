@@ -101,3 +101,87 @@ def map_evaluate(store_path, episodes, policy, site, as_json):
     else:
         log(f"{policy}: mean progress {result['mean_progress_A']:+.2f} A, mean return {result['mean_return']:+.2f} "
             f"over {result['episodes']} episodes (stored in {result['log']})")
+
+
+def _experiment(config_file, out_dir, minutes, site, variants: dict, title: str, png: str) -> None:
+    from mapcvd.map.plots import plot_training_curves  # noqa: PLC0415
+    from mapcvd.map.system import check_map_table  # noqa: PLC0415
+    from mapcvd.md.structures import read_structure  # noqa: PLC0415
+    from mapcvd.workflows.map_training import experiment_curves, map_site, run_map_experiment  # noqa: PLC0415
+
+    config = load_experiment_config(config_file, minutes, site)
+    for overrides in variants.values():
+        check_map_table({**config["map"], **overrides}, read_structure(config["map"]["structure"]))
+    stores = run_map_experiment(
+        config, variants, out_dir, log=log,
+        site_factory=lambda run_dir, actors: map_site(config["campaign"]["site"], run_dir, actors))
+    curves = experiment_curves(stores)
+    path = plot_training_curves(curves, Path(out_dir) / png, title)
+    for label, c in curves.items():
+        epochs, mean, _ = c["progress_A"]
+        _, ret, _ = c["return"]
+        last = f"epoch {int(epochs[-1])}: final x {mean[-1]:+.2f} A, reward {ret[-1]:+.2f}" if len(epochs) else "no episodes"
+        log(f"{label:18s} {last}")
+    log(f"wrote {path}")
+
+
+def load_experiment_config(config_file, minutes, site) -> dict:
+    """The experiment's base config (CONFIG or the packaged demo) with the command-line overrides."""
+    from mapcvd.config import load_config  # noqa: PLC0415
+
+    return load_config(config_file, overrides={"campaign": {"site": site}, "map": {"minutes": minutes}})
+
+
+def _default_actor_counts(site: str) -> str:
+    import os  # noqa: PLC0415
+
+    if site in ("local", "threads"):
+        cores = os.cpu_count() or 1
+        return ",".join(str(n) for n in sorted({1, min(4, cores), min(16, cores)}))
+    return "1,4,16"
+
+
+@map_group.command("scaling")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the stores and the figure.")
+@click.option("--actors", "counts", default=None,
+              help="Actor counts, e.g. 1,4,16 (default: the paper's 1,4,16, capped at the cores on local).")
+@click.option("--minutes", type=float, default=None, help="Training time of each run (default: map.minutes).")
+@click.option("--site", default=None, help="Parsl site (default: the config's).")
+def map_scaling(config_file, out_dir, counts, minutes, site):
+    """The paper's Fig. 2 (a, b): one training per actor count; final x and total reward per epoch."""
+    config = load_experiment_config(config_file, minutes, site)
+    text = counts or _default_actor_counts(config["campaign"]["site"])
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise InputError(f"--actors must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise InputError(f"--actors must be positive integers, got {text!r}")
+    variants = {f"actors_{n}": {"actors": n} for n in values}
+    _experiment(config_file, out_dir, minutes, site, variants, "MAP training with N actors", "scaling.png")
+
+
+@map_group.command("ablation")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the stores and the figure.")
+@click.option("--terms", default=None, help="Reward terms to switch off one at a time (default: all five).")
+@click.option("--actors", type=int, default=None, help="Actors of each run (default: map.actors).")
+@click.option("--minutes", type=float, default=None, help="Training time of each run (default: map.minutes).")
+@click.option("--site", default=None, help="Parsl site (default: the config's).")
+def map_ablation(config_file, out_dir, terms, actors, minutes, site):
+    """The paper's reward ablation: all terms, then each term switched off in turn."""
+    from mapcvd.map.environment import REWARD_TERMS  # noqa: PLC0415
+
+    names = [t.strip() for t in (terms or ",".join(REWARD_TERMS)).split(",") if t.strip()]
+    unknown = [t for t in names if t not in REWARD_TERMS]
+    if unknown or not names:
+        raise InputError(f"unknown reward term(s) {', '.join(unknown) or '(none given)'}; known: "
+                         f"{', '.join(REWARD_TERMS)}")
+    if actors is not None and actors < 1:
+        raise InputError(f"--actors must be >= 1, got {actors}")
+    base = {} if actors is None else {"actors": actors}
+    variants = {"all_terms": base} | {f"no_{t}": {**base, f"reward_{t}": 0.0} for t in names}
+    _experiment(config_file, out_dir, minutes, site, variants, "MAP reward ablation", "ablation.png")
