@@ -1,0 +1,3 @@
+"""``mapcvd neb``, ``mapcvd tst`` and ``mapcvd map paths``: from pathways to diffusion times."""
+
+from __future__ import annotations
