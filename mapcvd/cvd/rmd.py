@@ -1,32 +1,136 @@
-"""Staged reactive MD of a MoO3 slab in S2/H2S/H2 gas (INTERFACE STUB, being implemented).
+"""Staged reactive MD of a MoO3 slab in S2/H2S/H2 gas: one run of a CVD schedule.
 
-Contract shared by the dataset workflow and the ``mapcvd cvd rmd`` command; the
-implementation fills in the bodies and keeps these names and fields.
+The method of Rajak et al., "Autonomous reinforcement learning agent for chemical vapor
+deposition synthesis of quantum materials", npj Comput. Mater. 7, 108 (2021),
+doi:10.1038/s41524-021-00535-3: an alpha-MoO3 double layer sits in a gas of S2, H2 and
+H2S; the run is split into stages, each set by ``X_t = (T, n_S2, n_H2, n_H2S)``. The
+bare slab, cut from the bulk crystal, is first relaxed by a few conjugate-gradient
+iterations (its surfaces release about 0.9 eV per Mo). At the start of every stage
+
+1. the gas is brought to the stage's molecule counts: free molecules of a species are
+   inserted into the vacuum without overlap (:func:`mapcvd.md.moo3.insert_gas`) or
+   removed; only *free* molecules are ever removed, found by bonding connectivity
+   (:func:`mapcvd.cvd.species.find_molecules`), so no atom bonded to the slab is taken;
+2. the thermostat is set to T_t (Nose-Hoover, 25 fs damping, 0.25 fs steps, as in the
+   ReaxFF sulfidation runs of Hong et al., Nano Lett. 17, 4866 (2017)); velocities are
+   carried over from the previous stage (new molecules get Maxwell-Boltzmann velocities
+   at T_t) and, by default, scaled to T_t;
+
+then the stage runs with ReaxFF (``ffield.MoSOH``, QEq) in LAMMPS, and its end is
+recorded: phase fractions (2H, 1T, defect) per Mo (:func:`mapcvd.cvd.phases.classify_mo`),
+potential energy, species counts, mean temperature over the second half, atom count and
+a frame. Positions and velocities cross stage boundaries; a new LAMMPS engine is built
+only when atoms were added or removed (a few ms each: 0.2% of the wall time of a
+laptop run, ``benchmarks/cvd_throughput.py``).
+
+The schedule holds absolute molecule counts for the slab simulated; the paper's ranges
+for its 288-Mo slab scale with ``n_mo`` (:attr:`RmdSettings.ranges`). Counts are rounded
+to whole molecules.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase import Atoms, units
+
+from mapcvd.cvd.phases import PHASES, classify_mo
+from mapcvd.cvd.ranges import PAPER_RANGES, ScheduleRanges
+from mapcvd.cvd.schedule import validate_schedule
+from mapcvd.cvd.species import find_molecules
+from mapcvd.errors import InputError, MDError
 
 #: Order of the gas counts in ``RmdResult.gas_counts`` (as in the schedule's columns 1..3).
 GAS_ORDER: tuple[str, str, str] = ("S2", "H2", "H2S")
 #: Molecular species reported per stage.
 SPECIES: tuple[str, ...] = ("S2", "H2S", "H2", "H2O", "SO", "SO2")
+#: LAMMPS type order of the ReaxFF runs (ffield.MoSOH).
+ELEMENTS: tuple[str, ...] = ("Mo", "O", "S", "H")
+
+
+class GasInsertionError(MDError):
+    """No room to insert a stage's gas molecules (the run cannot go on)."""
 
 
 @dataclass(frozen=True)
 class RmdSettings:
-    """Settings of one staged run, built from the ``[cvd]`` config table by :meth:`from_config`."""
+    """Settings of one staged run, built from the ``[cvd]`` config table by :meth:`from_config`.
+
+    Attributes (config key of the ``[cvd]`` table in brackets)
+    ----------------------------------------------------------
+    n_mo
+        Mo atoms in the alpha-MoO3 slab [``n_mo``]; >= 8, a valid slab size.
+    vacuum_A
+        Vacuum gap along z that holds the gas, A [``vacuum_A``].
+    stage_ps
+        MD time per stage, ps [``stage_ps``] (the paper: 1 ns).
+    timestep_fs
+        MD timestep, fs [``timestep_fs``].
+    damping_fs
+        Nose-Hoover damping time, fs [``damping_fs``].
+    min_distance_A
+        Smallest distance of an inserted gas atom to any other atom, A [``min_distance_A``].
+    neighbor_skin_A
+        LAMMPS neighbour-list skin, A [``neighbor_skin_A``].
+    rescale_velocities
+        Scale velocities to T_t at each stage start [``rescale_velocities``].
+    relax_iterations
+        Conjugate-gradient iterations relaxing the bare slab (cut from the bulk crystal)
+        before the first stage; 0 skips it [``relax_iterations``].
+    n_stages
+        Stages of a run of the campaign [``n_stages``]; :func:`run_schedule` runs
+        whatever number of stages its schedule has.
+    """
 
     n_mo: int = 16
-    # ... further fields (vacuum, stage length, timestep, damping, ...) by the implementation
+    vacuum_A: float = 40.0
+    stage_ps: float = 0.1
+    timestep_fs: float = 0.25
+    damping_fs: float = 25.0
+    min_distance_A: float = 3.0
+    neighbor_skin_A: float = 1.0
+    rescale_velocities: bool = True
+    relax_iterations: int = 25
+    n_stages: int = 20
+
+    def __post_init__(self) -> None:
+        from mapcvd.md.moo3 import valid_mo_counts
+
+        if isinstance(self.n_mo, bool) or not isinstance(self.n_mo, (int, np.integer)) or self.n_mo < 8:
+            raise InputError(f"cvd n_mo must be an integer >= 8, got {self.n_mo!r}")
+        if not valid_mo_counts(int(self.n_mo), int(self.n_mo)):
+            raise InputError(f"cvd n_mo={self.n_mo} is not a valid alpha-MoO3 slab size (a multiple of 4, aspect <= 3:1)")
+        positive = ("vacuum_A", "stage_ps", "timestep_fs", "damping_fs", "min_distance_A", "neighbor_skin_A")
+        for name in positive:
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise InputError(f"cvd {name} must be a positive number, got {value!r}")
+        if self.stage_steps < 2:
+            raise InputError(f"cvd stage_ps={self.stage_ps} gives {self.stage_steps} step(s); a stage needs >= 2")
+        if int(self.relax_iterations) < 0:
+            raise InputError(f"cvd relax_iterations must be >= 0, got {self.relax_iterations}")
+        if int(self.n_stages) < 1:
+            raise InputError(f"cvd n_stages must be >= 1, got {self.n_stages}")
 
     @classmethod
-    def from_config(cls, table: dict) -> "RmdSettings":
-        raise NotImplementedError
+    def from_config(cls, table: dict) -> RmdSettings:
+        """Settings from the validated ``[cvd]`` table (missing keys take their defaults)."""
+        names = [f for f in cls.__dataclass_fields__]
+        return cls(**{name: table[name] for name in names if name in table})
+
+    @property
+    def stage_steps(self) -> int:
+        """MD steps per stage: ``round(stage_ps / timestep_fs)``."""
+        return round(self.stage_ps * 1000.0 / self.timestep_fs)
+
+    @property
+    def ranges(self) -> ScheduleRanges:
+        """The paper's schedule ranges with gas counts scaled to ``n_mo`` (Rajak et al. 2021)."""
+        return PAPER_RANGES.scaled(int(self.n_mo))
 
 
 @dataclass
@@ -39,6 +143,14 @@ class RmdResult:
     each stage end; species (S, len(SPECIES)) int; n_atoms (S,) at each stage end;
     frames: positions/numbers/cell per stage end (for validation plots);
     md_seconds (inside LAMMPS) and wall_seconds.
+
+    Added by the implementation: inserted and removed (S, 3) int, molecules of each
+    GAS_ORDER species added or taken at each stage start; build_seconds, the part of
+    md_seconds spent building LAMMPS engines (``n_builds`` of them); steps_per_stage and
+    timestep_fs. md_seconds counts every LAMMPS call: engine builds, the slab relaxation
+    (once per process and slab), the MD runs and the gathers of positions/velocities. Each frame is a dict with ``positions`` (N, 3) A, ``numbers`` (N,),
+    ``cell`` (3, 3) A and ``molecule`` (N,) insertion labels (0 = slab); see
+    :func:`frame_atoms`.
     """
 
     schedule: np.ndarray
@@ -51,6 +163,161 @@ class RmdResult:
     md_seconds: float
     wall_seconds: float
     frames: list = field(default_factory=list)
+    inserted: np.ndarray | None = None
+    removed: np.ndarray | None = None
+    build_seconds: float = 0.0
+    n_builds: int = 0
+    steps_per_stage: int = 0
+    timestep_fs: float = 0.0
+
+    @property
+    def simulated_ps(self) -> float:
+        """MD time of the whole run in ps."""
+        return len(self.schedule) * self.steps_per_stage * self.timestep_fs / 1000.0
+
+
+def frame_atoms(frame: dict) -> Atoms:
+    """An :class:`ase.Atoms` (periodic) from one entry of :attr:`RmdResult.frames`."""
+    atoms = Atoms(numbers=frame["numbers"], positions=frame["positions"], cell=frame["cell"], pbc=True)
+    atoms.arrays["mapcvd_molecule"] = np.asarray(frame["molecule"], dtype=int)
+    return atoms
+
+
+# ------------------------------------------------------------------ velocities
+def _dof(n_atoms: int) -> int:
+    return max(3 * n_atoms - 3, 1)  # LAMMPS compute temp: 3N minus the 3 of the centre of mass
+
+
+def kinetic_temperature(velocities: np.ndarray, masses: np.ndarray) -> float:
+    """Kinetic temperature (K) of velocities in A/fs, with LAMMPS's 3N - 3 degrees of freedom."""
+    v = velocities / units.fs  # A/fs -> ASE velocity units (sqrt(eV/amu))
+    kinetic = 0.5 * float(np.sum(masses[:, None] * v * v))
+    return 2.0 * kinetic / (_dof(len(masses)) * units.kB)
+
+
+def maxwell_boltzmann(masses: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Velocities (A/fs) drawn from the Maxwell-Boltzmann distribution at ``temperature``."""
+    sigma = np.sqrt(units.kB * temperature / masses)[:, None] * units.fs
+    return rng.normal(size=(len(masses), 3)) * sigma
+
+
+def _zero_momentum(velocities: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    return velocities - (masses @ velocities) / masses.sum()
+
+
+# ------------------------------------------------------------------------- gas
+def adjust_gas(
+    atoms: Atoms,
+    velocities: np.ndarray,
+    targets: np.ndarray,
+    temperature: float,
+    rng: np.random.Generator,
+    settings: RmdSettings,
+) -> tuple[Atoms, np.ndarray, np.ndarray, np.ndarray]:
+    """Bring the free S2, H2 and H2S molecules to a stage's targets (Rajak et al. 2021).
+
+    Free molecules (bonded components named S2, H2 or H2S by
+    :func:`mapcvd.cvd.species.find_molecules`) of a species in excess are removed, chosen
+    at random; atoms bonded to the slab are never part of one, so they are never taken.
+    Missing molecules are inserted (:func:`mapcvd.md.moo3.insert_gas`, at least
+    ``settings.min_distance_A`` from every atom) into the widest z gap left by the slab
+    and everything bonded to it, with Maxwell-Boltzmann velocities at ``temperature``.
+    Method of doi:10.1038/s41524-021-00535-3.
+
+    Parameters
+    ----------
+    atoms
+        The current structure (periodic, orthogonal cell), with molecule labels.
+    velocities
+        Velocities in A/fs, shape (N, 3), in the order of ``atoms``.
+    targets
+        Molecules wanted, (n_S2, n_H2, n_H2S) in :data:`GAS_ORDER`, integers.
+    temperature
+        Temperature (K) of the new molecules' velocities.
+    rng
+        Random generator of the choices.
+    settings
+        Supplies ``min_distance_A``.
+
+    Returns
+    -------
+    tuple
+        ``(atoms, velocities, inserted, removed)``: the new structure (kept atoms in
+        their order, then the new ones), its velocities, and the molecules of each
+        GAS_ORDER species added and removed (int arrays of 3).
+
+    Raises
+    ------
+    GasInsertionError
+        When the missing molecules do not fit.
+    """
+    from mapcvd.md.moo3 import insert_gas, vacuum_gap
+
+    mol = find_molecules(atoms)
+    current = np.array([mol.count(g) for g in GAS_ORDER])
+    excess = np.maximum(current - targets, 0)
+    missing = np.maximum(targets - current, 0)
+    if excess.any():
+        chosen = [rng.choice(mol.free(g), size=int(n), replace=False) for g, n in zip(GAS_ORDER, excess) if n]
+        keep = ~np.isin(mol.label, np.concatenate(chosen))
+        atoms, velocities, label = atoms[keep], velocities[keep], mol.label[keep]
+    else:
+        label = mol.label
+    if missing.any():
+        is_mo = np.asarray(atoms.numbers) == 42
+        with_mo = np.bincount(label, weights=is_mo, minlength=int(label.max()) + 1) > 0
+        region = vacuum_gap(atoms, with_mo[label])  # the gap between the slab's faces (incl. adsorbates)
+        counts = {g: int(n) for g, n in zip(GAS_ORDER, missing)}
+        atoms.info["gas_counts"] = {g: int(c) for g, c in zip(GAS_ORDER, targets - missing)}
+        n_old = len(atoms)
+        try:
+            atoms = insert_gas(atoms, counts, rng=rng, min_distance=settings.min_distance_A, region=region)
+        except InputError as exc:
+            raise GasInsertionError(str(exc)) from exc
+        new_v = maxwell_boltzmann(atoms.get_masses()[n_old:], temperature, rng)
+        velocities = np.vstack([velocities, new_v])
+    return atoms, velocities, missing, excess
+
+
+# ------------------------------------------------------------------------- run
+def _potential():
+    from mapcvd.data import data_path
+    from mapcvd.md.potentials import reaxff
+
+    return reaxff(data_path("forcefields", "ffield.MoSOH"), ELEMENTS)
+
+
+@functools.lru_cache(maxsize=4)
+def _relaxed_slab_positions(n_mo: int, vacuum: float, iterations: int, skin: float) -> np.ndarray:
+    """Positions of the bare slab after ``iterations`` CG steps (cached per process).
+
+    The slab is cut from the bulk crystal; its surfaces relax by about 0.9 eV per Mo
+    under ffield.MoSOH, most of it in the first 25 iterations. Without this, that
+    energy heats the first stage.
+    """
+    from mapcvd.md.engine import Engine
+    from mapcvd.md.moo3 import moo3_slab
+
+    slab = moo3_slab(n_mo, vacuum=vacuum)
+    with Engine(slab, _potential(), neighbor_skin=skin) as engine:
+        engine.minimize(fmax=0.05, max_iterations=iterations, max_evaluations=10 * iterations)
+        positions = engine.get_positions()
+    positions.flags.writeable = False
+    return positions
+
+
+class _Timer:
+    """Accumulates the seconds spent in ``with`` blocks."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds += time.perf_counter() - self._t0
 
 
 def run_schedule(
@@ -60,5 +327,138 @@ def run_schedule(
     seed: int = 0,
     progress: Callable[[int, dict], None] | None = None,
 ) -> RmdResult:
-    """Run every stage of ``schedule``; raise :class:`~mapcvd.errors.MDError` on a LAMMPS failure."""
-    raise NotImplementedError
+    """Run every stage of ``schedule``; raise :class:`~mapcvd.errors.MDError` on a LAMMPS failure.
+
+    Staged reactive MD of Rajak et al., npj Comput. Mater. 7, 108 (2021),
+    doi:10.1038/s41524-021-00535-3 (see the module docstring).
+
+    Parameters
+    ----------
+    schedule
+        Shape (S, 4): ``(T [K], n_S2, n_H2, n_H2S)`` per stage, absolute molecule
+        counts for this slab (rounded to integers). Only basic checks here (T > 0,
+        counts >= 0); check the ranges with :func:`mapcvd.cvd.schedule.validate_schedule`.
+    settings
+        Slab size, stage length, timestep, thermostat, insertion distance.
+    seed
+        Seed of every random choice (initial velocities, gas placement and removal).
+    progress
+        Called after each stage as ``progress(stage_index, info)``, with ``info`` holding
+        ``stage`` (1-based), ``n_stages``, ``T_target``, ``T_mean``, ``fractions``
+        (dict), ``gas`` (dict, at the stage start), ``n_atoms``, ``energy_eV``, ``seconds``.
+
+    Returns
+    -------
+    RmdResult
+
+    Raises
+    ------
+    InputError
+        A malformed schedule.
+    MDError
+        A LAMMPS failure (e.g. :class:`~mapcvd.errors.LostAtomsError`), a non-finite
+        energy or temperature (diverged QEq or integration), or
+        :class:`GasInsertionError` when a stage's gas does not fit; the message names
+        the stage.
+    """
+    from mapcvd.md.engine import Engine
+    from mapcvd.md.moo3 import moo3_slab
+
+    wall0 = time.perf_counter()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    sched = validate_schedule(schedule, source="schedule")
+    targets = np.rint(sched[:, 1:]).astype(np.int64)
+    n_stages, steps = len(sched), settings.stage_steps
+    rng = np.random.default_rng(seed)
+    potential = _potential()
+    md, build = _Timer(), _Timer()
+    atoms = moo3_slab(int(settings.n_mo), vacuum=settings.vacuum_A)
+    if settings.relax_iterations > 0:
+        try:
+            with md:
+                atoms.positions = _relaxed_slab_positions(int(settings.n_mo), float(settings.vacuum_A),
+                                                          int(settings.relax_iterations), float(settings.neighbor_skin_A))
+        except MDError as exc:
+            raise type(exc)(f"slab relaxation: {exc}") from exc
+    velocities = maxwell_boltzmann(atoms.get_masses(), float(sched[0, 0]), rng)
+
+    out = {k: [] for k in ("fractions", "gas", "temp", "energy", "species", "n_atoms", "ins", "rem")}
+    frames: list[dict] = []
+    n_builds, engine = 0, None
+    try:
+        for k in range(n_stages):
+            t_stage = time.perf_counter()
+            temperature = float(sched[k, 0])
+            where = f"stage {k + 1}/{n_stages} (T {temperature:g} K)"
+            try:
+                atoms, velocities, inserted, removed = adjust_gas(atoms, velocities, targets[k], temperature, rng, settings)
+            except GasInsertionError as exc:
+                raise GasInsertionError(f"{where}: {exc}") from exc
+            changed = bool(inserted.any() or removed.any()) or engine is None
+            masses = atoms.get_masses()
+            velocities = _zero_momentum(velocities, masses)
+            if settings.rescale_velocities:
+                velocities = velocities * np.sqrt(temperature / max(kinetic_temperature(velocities, masses), 1e-12))
+            gas = find_molecules(atoms)
+            try:
+                if changed:
+                    with md, build:
+                        if engine is not None:
+                            engine.close()
+                        engine = Engine(atoms, potential, neighbor_skin=settings.neighbor_skin_A,
+                                        seed=int(rng.integers(1, 2**31 - 1)))
+                    n_builds += 1
+                with md:
+                    engine.set_velocities(velocities)
+                    trace = engine.run_nvt(steps, temperature, timestep_fs=settings.timestep_fs,
+                                           damping_fs=settings.damping_fs)
+                    positions, velocities = engine.get_positions(), engine.get_velocities()
+            except MDError as exc:
+                raise type(exc)(f"{where}: {exc}") from exc
+            if not (np.all(np.isfinite(trace.potential_energy)) and np.all(np.isfinite(trace.temperature))
+                    and np.all(np.isfinite(positions))):
+                raise MDError(f"{where}: non-finite energy, temperature or positions (QEq or integration diverged)")
+            atoms.positions = positions
+            species = find_molecules(atoms)
+            phases = classify_mo(atoms)
+            out["fractions"].append(phases.vector)
+            out["gas"].append([gas.count(g) for g in GAS_ORDER])
+            out["temp"].append(float(trace.temperature[steps // 2:].mean()))
+            out["energy"].append(float(trace.potential_energy[-1]))
+            out["species"].append([species.count(s) for s in SPECIES])
+            out["n_atoms"].append(len(atoms))
+            out["ins"].append(inserted)
+            out["rem"].append(removed)
+            frames.append({
+                "positions": atoms.get_positions(), "numbers": atoms.numbers.copy(),
+                "cell": np.array(atoms.cell[:]), "molecule": atoms.arrays["mapcvd_molecule"].copy(),
+            })
+            if progress is not None:
+                progress(k, {
+                    "stage": k + 1, "n_stages": n_stages, "T_target": temperature, "T_mean": out["temp"][-1],
+                    "fractions": dict(zip(PHASES, phases.vector.tolist())),
+                    "gas": dict(zip(GAS_ORDER, out["gas"][-1])), "n_atoms": len(atoms),
+                    "energy_eV": out["energy"][-1], "seconds": time.perf_counter() - t_stage,
+                })
+    finally:
+        if engine is not None:
+            engine.close()
+    return RmdResult(
+        schedule=sched,
+        fractions=np.array(out["fractions"], dtype=float).reshape(n_stages, len(PHASES)),
+        gas_counts=np.array(out["gas"], dtype=np.int64).reshape(n_stages, 3),
+        temperature_K=np.array(out["temp"]),
+        energy_eV=np.array(out["energy"]),
+        species=np.array(out["species"], dtype=np.int64).reshape(n_stages, len(SPECIES)),
+        n_atoms=np.array(out["n_atoms"], dtype=np.int64),
+        md_seconds=md.seconds,
+        wall_seconds=time.perf_counter() - wall0,
+        frames=frames,
+        inserted=np.array(out["ins"], dtype=np.int64).reshape(n_stages, 3),
+        removed=np.array(out["rem"], dtype=np.int64).reshape(n_stages, 3),
+        build_seconds=build.seconds,
+        n_builds=n_builds,
+        steps_per_stage=steps,
+        timestep_fs=settings.timestep_fs,
+    )

@@ -287,6 +287,25 @@ def _vacuum_gap(z: np.ndarray, lz: float, periodic: bool) -> tuple[float, float]
     return float(edges[i]), float(edges[i + 1])
 
 
+def vacuum_gap(atoms: Atoms, mask=None) -> tuple[float, float]:
+    """The widest empty z interval ``(z_lo, z_hi)`` (A) among the atoms selected by ``mask``.
+
+    With z periodic the interval may run through the cell boundary (``z_hi`` above
+    the cell length), as :func:`insert_gas` accepts for its ``region``. Pass the
+    atoms of the slab and of everything bonded to it to get the gap where gas can be
+    inserted during a reactive run (free gas molecules left out of ``mask``).
+
+    Parameters
+    ----------
+    atoms
+        Structure with an orthogonal cell.
+    mask
+        Boolean mask or index array of the atoms that bound the gap (default: all).
+    """
+    z = atoms.positions[:, 2] if mask is None else atoms.positions[np.asarray(mask), 2]
+    return _vacuum_gap(np.asarray(z, dtype=float), float(atoms.cell[2, 2]), bool(atoms.pbc[2]))
+
+
 def insert_gas(
     atoms: Atoms,
     counts: dict[str, int],
