@@ -35,19 +35,11 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
+from mapcvd.store.replay import fresh_group as _fresh
 
 EPISODE_LOG_KIND = "mapcvd-episode-log"
 _CHUNK_ROWS = 256
 _FRAME_CHUNK = 8
-
-
-def _fresh(root: zarr.Group, path: str) -> zarr.Group | None:
-    full = f"{root.path}/{path}" if root.path else path
-    try:
-        node = zarr.open_group(store=root.store, path=full, mode="r", zarr_format=3)
-    except (FileNotFoundError, KeyError, zarr.errors.BaseZarrError):
-        return None
-    return node
 
 
 class EpisodeWriter:

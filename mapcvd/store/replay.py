@@ -106,6 +106,7 @@ __all__ = [
     "ReplaySpec",
     "actor_path",
     "create_replay",
+    "fresh_group",
     "latest_weights_version",
     "open_replay",
     "read_metrics",
@@ -219,7 +220,7 @@ def _node(root: zarr.Group, path: str) -> zarr.Group | zarr.Array | None:
         return None
 
 
-def _fresh_group(root: zarr.Group, path: str) -> zarr.Group | None:
+def fresh_group(root: zarr.Group, path: str) -> zarr.Group | None:
     """The group at ``path`` read from disk now (attributes not cached), or None."""
     full = f"{root.path}/{path}" if root.path else path
     try:
@@ -252,7 +253,7 @@ def create_replay(root: zarr.Group, spec: ReplaySpec) -> zarr.Group:
     """
     if not isinstance(spec, ReplaySpec):
         raise StoreError(f"spec must be a ReplaySpec, got {type(spec).__name__}")
-    if _fresh_group(root, REPLAY_PATH) is not None:
+    if fresh_group(root, REPLAY_PATH) is not None:
         return open_replay(root, spec)[0]
     try:
         return root.create_group(
@@ -270,7 +271,7 @@ def open_replay(root: zarr.Group, spec: ReplaySpec | None = None) -> tuple[zarr.
     StoreError
         If there is no replay, it is of another kind, or its spec differs from ``spec``.
     """
-    group = _fresh_group(root, REPLAY_PATH)
+    group = fresh_group(root, REPLAY_PATH)
     if group is None:
         raise StoreError(
             f"no replay in store {root.store}: the campaign driver must call create_replay first"
@@ -359,7 +360,7 @@ class ActorWriter:
 
     def _open_or_create(self, root: zarr.Group) -> zarr.Group:
         where = f"{self.path} in store {root.store}"
-        group = _fresh_group(root, self.path)
+        group = fresh_group(root, self.path)
         if group is not None and group.attrs.get("kind") is not None:
             _check_kind(group, ACTOR_KIND, where)
             stored = ReplaySpec.from_dict(group.attrs.get("spec"))
@@ -520,7 +521,7 @@ class LearnerReplay:
         _, self.spec = open_replay(root, spec)
         self.root = root
         A, C = self.spec.n_actors, self.spec.capacity
-        group = _fresh_group(root, LEARNER_PATH)
+        group = fresh_group(root, LEARNER_PATH)
         if group is not None and group.attrs.get("kind") is not None:
             _check_kind(group, LEARNER_KIND, f"{LEARNER_PATH} in store {root.store}")
             stored = ReplaySpec.from_dict(group.attrs.get("spec"))
@@ -536,7 +537,7 @@ class LearnerReplay:
         self.step = 0
         self.meta: dict = {}
         self._version = 0
-        ingest = _fresh_group(root, INGEST_PATH) if group is not None else None
+        ingest = fresh_group(root, INGEST_PATH) if group is not None else None
         if ingest is not None and ingest.attrs.get("latest") is not None:
             # (a first checkpoint that crashed before its commit leaves no "latest")
             arrays, self._version, meta = read_array_checkpoint(root, INGEST_PATH)
@@ -559,7 +560,7 @@ class LearnerReplay:
         if view is not None:
             return view
         path = actor_path(actor)
-        group = _fresh_group(self.root, path)
+        group = fresh_group(self.root, path)
         if group is None or group.attrs.get("kind") is None:
             return None  # not started yet (or being created)
         _check_kind(group, ACTOR_KIND, f"{path} in store {self.root.store}")
@@ -735,7 +736,7 @@ class LearnerReplay:
 
 def read_weights(root: zarr.Group) -> tuple[dict[str, np.ndarray], int, dict] | None:
     """The learner's last published weights ``(arrays, version, meta)``, or None before any."""
-    node = _fresh_group(root, WEIGHTS_PATH)
+    node = fresh_group(root, WEIGHTS_PATH)
     if node is None or node.attrs.get("latest") is None:
         return None
     return read_array_checkpoint(root, WEIGHTS_PATH)
@@ -743,13 +744,13 @@ def read_weights(root: zarr.Group) -> tuple[dict[str, np.ndarray], int, dict] | 
 
 def latest_weights_version(root: zarr.Group) -> int | None:
     """Version of the last published weights, read cheaply from disk (None before any)."""
-    node = _fresh_group(root, WEIGHTS_PATH)
+    node = fresh_group(root, WEIGHTS_PATH)
     return None if node is None else node.attrs.get("latest")
 
 
 def read_metrics(root: zarr.Group) -> dict[str, np.ndarray]:
     """The learner's metrics: ``step`` plus one array per metric, all of one length."""
-    node = _fresh_group(root, METRICS_PATH)
+    node = fresh_group(root, METRICS_PATH)
     if node is None:
         return {}
     n = node["step"].shape[0]
