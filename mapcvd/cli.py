@@ -175,19 +175,32 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
 
 @campaign.command("status")
 @click.argument("store_path", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print {\"stages\": {...}} as JSON.")
-def campaign_status(store_path, as_json):
-    """Show the stage statuses of a campaign store (read-only; safe while it runs)."""
-    from mapcvd.store import open_campaign, stage_statuses  # noqa: PLC0415
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {\"stages\": {...}, \"name\": ...} plus the dashboard's figures as JSON (one line).")
+@click.option("--watch", is_flag=True, help="Refresh until every stage is done or failed (Ctrl-C stops).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+@click.option("--keep-watching", is_flag=True, help="With --watch: go on after every stage has finished.")
+def campaign_status(store_path, as_json, watch, interval, keep_watching):
+    """Show a campaign store: stages, MAP training, NEB, CVD runs, warnings (read-only; safe while it runs).
 
-    group = open_campaign(store_path, mode="r")
-    stages = stage_statuses(group)
+    On a terminal the dashboard is drawn with colours (redrawn in place with --watch);
+    otherwise, e.g. in a batch job's log, it is printed as plain lines.
+    """
+    from mapcvd.dashboard import collect, plain_lines, render, snapshot_json  # noqa: PLC0415
+    from mapcvd.dashboard import watch as watch_store  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    if watch:
+        return watch_store(store_path, interval, _console(), keep_watching=keep_watching, as_json=as_json)
+    snapshot = collect(open_campaign(store_path, mode="r"), path=store_path)
     if as_json:
-        click.echo(json.dumps({"stages": stages, "name": group.attrs["config"]["campaign"]["name"]}))
-        return
-    click.echo(f"campaign {group.attrs['config']['campaign']['name']} ({store_path})")
-    for stage, status in stages.items():
-        click.echo(f"  {stage:20s} {status}")
+        click.echo(snapshot_json(snapshot))
+    elif sys.stdout.isatty():
+        _console().print(render(snapshot))
+    else:
+        for line in plain_lines(snapshot):
+            click.echo(line)
 
 
 register(cli)
