@@ -207,9 +207,14 @@ def _map_actors(root, snap: dict, now: float, history: dict | None) -> dict:
             "started": _training_start(actors),
         }
     status = snap["stages"].get("map_train")
-    if status is not None and cfg.get("minutes"):
-        wall = 60.0 * float(cfg["minutes"])
-        start = out.get("training", {}).get("started")
+    recorded = snap.get("stage_info", {}).get("map_train", {})
+    if status is not None and (cfg.get("minutes") or recorded):
+        if recorded.get("deadline") and recorded.get("started"):  # what this run of the driver set
+            wall = float(recorded["deadline"]) - float(recorded["started"])
+            start = float(recorded["started"])
+        else:
+            wall = 60.0 * float(cfg["minutes"])
+            start = out.get("training", {}).get("started")
         if status == "done":
             elapsed, eta = wall, 0.0
         elif start is not None:
@@ -419,7 +424,7 @@ def collect(root, *, path: str | Path | None = None, now: float | None = None, h
     campaign = config.get("campaign") if isinstance(config.get("campaign"), dict) else {}
     snap: dict = {"name": campaign.get("name"), "path": None if path is None else str(path), "time": now,
                   "created": attrs.get("created"), "stages": stage_statuses(root), "progress": {},
-                  "warnings": [], "config": config}
+                  "warnings": [], "config": config, "stage_info": dict(attrs.get("stage_info") or {})}
     for section, reader in _READERS:
         try:
             part = reader(root, snap, now, history)

@@ -352,3 +352,16 @@ def test_read_missing_checkpoint(store):
     store.create_group("empty")
     with pytest.raises(StoreError, match="no committed version"):
         read_array_checkpoint(store, "empty")
+
+
+def test_stage_info_is_recorded_per_stage_and_replaced(tmp_path):
+    from mapcvd.store import set_stage_info, stage_info
+
+    group = create_campaign(tmp_path / "c.zarr", config={"a": 1})
+    set_stage_info(group, "map_train", {"started": 1.0, "deadline": 61.0})
+    set_stage_info(group, "cvd_dataset", {"runs": 4})
+    set_stage_info(group, "map_train", {"started": 100.0, "deadline": 160.0})
+    reader = open_campaign(tmp_path / "c.zarr", "r")
+    assert stage_info(reader) == {"map_train": {"started": 100.0, "deadline": 160.0}, "cvd_dataset": {"runs": 4}}
+    with pytest.raises(StoreError, match="read-only"):
+        set_stage_info(reader, "x", {})

@@ -154,7 +154,7 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     from mapcvd.workflows.sites import has_gpu_executor, run_parsl  # noqa: PLC0415
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
-    from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.store import set_stage_info, set_stage_status  # noqa: PLC0415
 
     table = config["map"]
     seed = config["campaign"]["seed"]
@@ -165,6 +165,8 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
         with run_parsl(parsl_config):
             learner_label = "gpu" if has_gpu_executor(parsl_config) else "cpu"
             deadline = time.time() + 60.0 * table["minutes"]
+            set_stage_info(group, "map_train", {"started": time.time(), "deadline": deadline,
+                                                "minutes": table["minutes"], "actors": table["actors"]})
             learner = parsl.python_app(learner_task, executors=[learner_label])(
                 str(store_path), table, deadline, seed, system.channels, max_updates)
             actor_app = parsl.python_app(actor_task, executors=["cpu"])

@@ -13,7 +13,9 @@ from mapcvd.store.campaign import (
     open_or_create_campaign,
     package_versions,
     read_array_checkpoint,
+    set_stage_info,
     set_stage_status,
+    stage_info,
     stage_statuses,
     write_array_checkpoint,
 )
@@ -28,7 +30,9 @@ __all__ = [
     "open_or_create_campaign",
     "package_versions",
     "read_array_checkpoint",
+    "set_stage_info",
     "set_stage_status",
+    "stage_info",
     "stage_statuses",
     "write_array_checkpoint",
 ]

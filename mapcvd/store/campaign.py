@@ -312,6 +312,23 @@ def set_stage_status(group: zarr.Group, stage: str, status: str) -> None:
     group.attrs["stages"] = stages
 
 
+def set_stage_info(group: zarr.Group, stage: str, info: dict) -> None:
+    """Record facts about a running stage (e.g. its start and deadline) for dashboards.
+
+    Only the campaign driver may call this (root attributes have one writer).
+    ``info`` must be JSON-serialisable; it replaces what was recorded for ``stage``.
+    """
+    _require_writable(group, f"record information of stage {stage!r}")
+    infos = dict(_fresh_attrs(group).get("stage_info", {}))
+    infos[stage] = dict(info)
+    group.attrs["stage_info"] = infos
+
+
+def stage_info(group: zarr.Group) -> dict[str, dict]:
+    """What :func:`set_stage_info` recorded, per stage, read from disk."""
+    return dict(_fresh_attrs(group).get("stage_info", {}))
+
+
 def stage_statuses(group: zarr.Group) -> dict[str, str]:
     """Status of every recorded stage, read from disk (not from the handle's cache).
 
