@@ -5,8 +5,9 @@ state shape (3 elements x 16^3 grid, float16) into a fresh store; then the real
 learner (:func:`mapcvd.map.learner.run_learner`: poll the store, sum-tree sampling,
 importance weights, double-DQN update, priority write-back, weight publication every
 ``publish_every`` updates, metrics) runs ``--updates`` updates. Prints updates/s,
-samples/s, and the share of the learner's wall time spent outside the torch update
-(store I/O, sampling, bookkeeping). Uses CUDA when torch sees a GPU.
+samples/s, the time to ingest the transitions from the store, and the share of the
+update loop spent outside the torch update (sampling, importance weights, priority
+write-back, weight publication, metrics). Uses CUDA when torch sees a GPU.
 
 Usage: ``python benchmarks/map_learner.py [--updates 300] [--batch 32] [--threads 1]``
 """
@@ -62,13 +63,17 @@ def main() -> None:
     writer.flush()
     write_s = time.perf_counter() - t0
     out = run_learner(root, table, deadline=1e18, seed=0, channels=3, max_updates=args.updates, poll_seconds=0.01)
-    outside = 1.0 - out["train_seconds"] / out["seconds"]
+    loop = out["seconds"] - out["startup_seconds"] - out["ingest_seconds"]
+    outside = 1.0 - out["train_seconds"] / loop
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, device {out['device']}, "
           f"torch threads {args.threads}")
     print(f"actor side: {n} transitions written in {write_s:.2f} s ({n / write_s:.0f} transitions/s)")
     print(f"learner: {out['updates']} updates of batch {args.batch} in {out['seconds']:.1f} s "
           f"({out['updates'] / out['seconds']:.1f} updates/s, {out['updates'] * args.batch / out['seconds']:.0f} samples/s)")
-    print(f"learner time outside the torch update (ingest, sampling, priorities, publication): {100 * outside:.1f} %")
+    print(f"learner ingest of the {n} transitions from the store: {out['ingest_seconds']:.2f} s "
+          f"({n / out['ingest_seconds']:.0f} transitions/s); start-up {out['startup_seconds']:.2f} s")
+    print(f"update loop time outside the torch update (sampling, weights, priorities, publication): "
+          f"{100 * outside:.1f} %")
     shutil.rmtree(work, ignore_errors=True)
 
 

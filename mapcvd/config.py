@@ -167,17 +167,49 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       choices=("auto", "cpu", "cuda")),
         "learner_threads": Key(int, 1, "torch threads of a CPU learner", min=1, max=1024),
         "training_frames": Key(bool, True, "store every training episode's frames (for pathways)"),
+        # pathways: piecewise NEB (Henkelman et al. 2000, climbing image) and TST times (mapcvd map paths, neb)
+        "neb_images": Key(int, 5, "intermediate NEB images per segment", min=1, max=64),
+        "neb_fmax_eV_A": Key(float, 0.1, "NEB force convergence: largest atom force on the band (eV/A)",
+                             min=1e-4, max=10.0),
+        "neb_climb": Key(bool, True, "climbing image after a first plain relaxation of the band"),
+        "neb_max_steps": Key(int, 300, "NEB optimiser steps before a band is reported unconverged", min=1,
+                             max=1_000_000),
+        "neb_spring_eV_A2": Key(float, 0.1, "spring constant between NEB images (eV/A^2)", min=1e-4, max=100.0),
+        "neb_optimizer": Key(str, "fire", "NEB and endpoint optimiser of the ASE driver", choices=("fire", "bfgs")),
+        "neb_driver": Key(str, "ase", "NEB driver: ASE's NEB on one LAMMPS, or LAMMPS's neb (one process per "
+                                      "image)", choices=("ase", "lammps")),
+        "segment_prominence_eV": Key(float, 0.5, "smallest peak prominence of a profile maximum that makes a "
+                                                 "NEB segment (eV)", min=1e-4, max=100.0),
+        "tst_temperature_K": Key(float, 623.15, "TST temperature of 'map paths' (K; the paper: 350 C)", min=1.0,
+                                 max=10_000.0),
+        "tst_distance_nm": Key(float, 3.0, "distance the pathway times are scaled to (nm)", min=1e-3, max=1e6),
+        "paths_top": Key(int, 3, "episodes refined and ranked by 'map paths'", min=1, max=100_000),
         "eval_episodes": Key(int, 5, "episodes of 'map evaluate' and the campaign's evaluation", min=1,
                              max=100_000),
     },
     # [cvd]: the MoO3 slab and the staged reactive-MD runs (mapcvd cvd rmd)
-    "cvd": {},
+    "cvd": {
+        "n_mo": Key(int, 16, "Mo atoms in the MoO3 slab of the staged runs (paper: 288)", min=8, max=100_000),
+        "vacuum_A": Key(float, 40.0, "vacuum gap along z that holds the gas (A)", min=10.0, max=1000.0),
+        "n_stages": Key(int, 20, "stages per run (the paper: 20)", min=1, max=10_000),
+        "stage_ps": Key(float, 0.1, "MD time per stage (ps; the paper: 1000)", min=0.001, max=1.0e6),
+        "timestep_fs": Key(float, 0.25, "MD timestep (fs; Hong et al. 2017: 0.25)", min=0.01, max=2.0),
+        "damping_fs": Key(float, 25.0, "Nose-Hoover damping time (fs; Hong et al. 2017: 25)", min=1.0, max=1.0e5),
+        "min_distance_A": Key(
+            float, 3.0, "smallest distance of an inserted gas atom to any other atom (A)", min=1.0, max=10.0
+        ),
+        "neighbor_skin_A": Key(float, 1.0, "LAMMPS neighbour-list skin (A)", min=0.1, max=5.0),
+        "rescale_velocities": Key(bool, True, "scale velocities to the stage temperature at each stage start"),
+        "relax_iterations": Key(int, 25, "CG iterations relaxing the bare slab before stage 1 (0: none)", min=0,
+                                max=100_000),
+        "seed": Key(int, 0, "random seed of mapcvd cvd rmd (gas placement, velocities, removal)", min=0),
+    },
     # [cvd_learning]: the CVD dataset, NADE-CVD, REINFORCE agent and validation
     # (Rajak et al., npj Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3)
     "cvd_learning": {
-        # dataset: random schedules (uniform start, Gaussian steps), one reactive-MD run each
-        "runs": Key(int, 16, "reactive-MD runs in the dataset (paper: 10,000)", min=1, max=10_000_000),
-        "stages": Key(int, 20, "stages per run (paper: 20 stages of 1 ns)", min=1, max=10_000),
+        # dataset: random schedules (uniform start, Gaussian steps), one reactive-MD run each;
+        # slab, stage count and stage length are the [cvd] keys
+        "runs": Key(int, 12, "reactive-MD runs in the dataset (paper: 10,000)", min=1, max=10_000_000),
         "retries": Key(int, 1, "extra attempts of a failed run within one invocation", min=0, max=10),
         # NADE-CVD surrogate (paper: 24 48 72 / LSTM 128 / 72 24, Adam 1e-4, batch 32)
         "nade_encoder": Key(str, "24 48 72", "widths of the NADE encoder layers, e.g. '24 48 72'"),

@@ -126,7 +126,9 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     dict
         ``updates`` (total), ``new_updates``, ``ingested`` (this call), ``replay_size``,
         ``weights_version``, ``device``, ``mean_loss`` (this call), ``lost``,
-        ``train_seconds`` (inside torch updates), ``seconds``.
+        ``train_seconds`` (inside torch updates), ``ingest_seconds`` (polling the
+        store into the cache and tree), ``startup_seconds`` (network, weights, resume
+        reload), ``seconds``.
     """
     import torch  # noqa: PLC0415
 
@@ -159,6 +161,8 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
         slots = cache.put(rows)
         tree.update(slots, replay.priorities.reshape(-1)[slots].astype(np.float64) ** alpha)
     rng = np.random.default_rng([seed, 1, updates])
+    startup_seconds = time.perf_counter() - start
+    ingest_seconds = 0.0
     ingested = 0
     losses: list[float] = []
     train_seconds = 0.0
@@ -166,11 +170,13 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     window_start, window_samples = time.perf_counter(), 0
     while True:
         now = time.time()
+        t0 = time.perf_counter()
         for rows in replay.poll(max_per_actor=spec.capacity // 2).values():
             slots = cache.put(rows)
             tree.update(slots, rows["priority0"].astype(np.float64) ** alpha)
             ingested += len(slots)
             ingested_total += len(slots)
+        ingest_seconds += time.perf_counter() - t0
         allowed = table["updates_per_transition"] * ingested_total
         can_train = cache.size >= table["learning_starts"] and updates < allowed
         if max_updates is not None and updates >= max_updates:
@@ -219,4 +225,5 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     return {"updates": updates, "new_updates": len(losses), "ingested": ingested, "replay_size": cache.size,
             "weights_version": version, "device": device, "lost": int(replay.lost.sum()),
             "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-            "train_seconds": train_seconds, "seconds": time.perf_counter() - start}
+            "train_seconds": train_seconds, "ingest_seconds": ingest_seconds, "startup_seconds": startup_seconds,
+            "seconds": time.perf_counter() - start}
