@@ -3,8 +3,8 @@
 A stand-in actor writes ``--transitions`` random n-step transitions with the demo's
 state shape (3 elements x 16^3 grid, float16) into a fresh store; then the real
 learner (:func:`mapcvd.map.learner.run_learner`: poll the store, sum-tree sampling,
-importance weights, double-DQN update, priority write-back, weight publication every
-``publish_every`` updates, metrics) runs ``--updates`` updates. Prints updates/s,
+importance weights, double-DQN update, priority write-back, weight publication and
+metrics every ``publish_every`` updates and at most once per ``publish_seconds``) runs ``--updates`` updates. Prints updates/s,
 samples/s, the time to ingest the transitions from the store, and the share of the
 update loop spent outside the torch update (sampling, importance weights, priority
 write-back, weight publication, metrics). Uses CUDA when torch sees a GPU.

@@ -36,6 +36,7 @@ replay_capacity = 64
 replay_chunk = 4
 learning_starts = 4
 publish_every = 2
+publish_seconds = 0.0
 batch = 8
 conv_channels = "4 8"
 hidden = 16
@@ -132,7 +133,7 @@ def test_ape_x_epsilons():
 def test_learner_learns_a_bandit_from_the_store_and_resumes(root):
     """A one-step task written by a stand-in actor: reward 1 for action 0 only, in any state."""
     table = dict(load_config()["map"], grid_points=4, conv_channels="4", hidden=16, batch=32,
-                 learning_starts=32, publish_every=25, target_update=10, learning_rate=3e-3,
+                 learning_starts=32, publish_every=25, publish_seconds=0.0, target_update=10, learning_rate=3e-3,
                  updates_per_transition=10.0, checkpoint_seconds=1.0, actors=1)
     spec = ReplaySpec(channels=2, points=4, n_actors=1, capacity=512, chunk=16)
     create_replay(root, spec)

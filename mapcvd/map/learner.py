@@ -6,7 +6,9 @@ cache indexed by replay slot with a float64 sum tree of ``p^alpha``
 (:class:`~mapcvd.map.sumtree.SumTree`), samples batches proportionally to priority
 with importance weights ``(N P_i)^-beta`` (beta annealed to 1), takes double-DQN
 n-step Huber steps (:class:`~mapcvd.map.dqn.DQNLearner`), writes the new priorities
-back and publishes its weights every few updates.
+back and publishes its weights (with a metrics row) every ``publish_every`` updates but
+at most once per ``publish_seconds``: a publication costs tens of ms of store I/O, so a
+fast (GPU) learner publishing by count alone would spend its time writing.
 
 Resume: the ingest cursors and priorities are checkpointed together
 (:meth:`~mapcvd.store.replay.LearnerReplay.checkpoint`); a new learner reloads the
@@ -199,12 +201,14 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
             updates += 1
             window_samples += len(slots)
             losses.append(loss)
-            if updates % table["publish_every"] == 0:
+            since = time.perf_counter() - window_start
+            if updates - version >= table["publish_every"] and since >= table["publish_seconds"]:
+                window = updates - version
                 version = updates
                 replay.save_weights(state_dict_arrays(learner.online), version=version, meta={"updates": updates})
                 elapsed = time.perf_counter() - window_start
                 replay.log_metrics(updates, {
-                    "loss": float(np.mean(losses[-table["publish_every"]:])),
+                    "loss": float(np.mean(losses[-window:])),
                     "replay_size": cache.size, "ingested": ingested_total, "beta": beta,
                     "samples_per_s": window_samples / max(elapsed, 1e-9),
                     "lost": float(replay.lost.sum()), "weights_version": version,
