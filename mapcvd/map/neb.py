@@ -1,0 +1,450 @@
+"""Climbing-image nudged elastic band (CI-NEB) between two structures.
+
+MAP (Chen et al., seed 000) refines each segment of a learned pathway with a nudged
+elastic band: a chain of images between two minima, each image relaxed under the
+component of the true force perpendicular to the path plus spring forces along it,
+and, with a climbing image, the highest image driven up to the saddle point
+(Henkelman, Uberuaga and Jonsson, J. Chem. Phys. 113, 9901 (2000),
+doi:10.1063/1.1329672; improved tangent: Henkelman and Jonsson, J. Chem. Phys. 113,
+9978 (2000), doi:10.1063/1.1323224).
+
+Two drivers relax the band; both start from the same endpoints and the same band:
+
+``"ase"``
+    :class:`ase.mep.NEB` (improved tangent, climbing image) optimised by FIRE or BFGS,
+    every image evaluated in turn by one LAMMPS instance of this process through
+    :class:`EngineCalculator` (any ASE calculator works too, e.g. EMT in tests). Never
+    ``parallel=True``: ASE then runs images in threads, and LAMMPS is not thread-safe.
+``"lammps"``
+    LAMMPS's own ``neb`` command, one partition (process) per image, started as
+    ``mpiexec -np K lmp -partition Kx1`` (:mod:`mapcvd.map.neb_lammps`).
+
+``benchmarks/pneb_parallel.py`` times both on the same endpoints; the faster is the
+default (:data:`DEFAULT_DRIVER`). Measured on a 2-core machine: an Al adatom hop (eam,
+to 0.02 eV/A) 0.3 s with ``"ase"`` against 6 s with ``"lammps"`` (process start-up and
+7 processes on 2 cores dominate); 60 steps of a 195-atom ReaxFF segment 13.2 s against
+13.9 s, and ``"lammps"`` needs a core per image where piecewise NEB already gives each
+segment one core. Endpoints are minimised first unless told not to.
+Energies of the final band are always single points of one engine, so both drivers
+report comparable numbers. A band that does not reach ``fmax`` within ``max_steps`` is
+returned with ``converged=False`` and its last (best) estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from mapcvd.errors import InputError
+from mapcvd.md.potentials import Potential
+
+DRIVERS = ("ase", "lammps")
+#: The driver chosen by ``benchmarks/pneb_parallel.py`` (the faster on both of its cases).
+DEFAULT_DRIVER = "ase"
+OPTIMIZERS = ("fire", "bfgs")
+
+
+@dataclass(frozen=True)
+class NebSettings:
+    """How a band is built and relaxed.
+
+    Attributes
+    ----------
+    images
+        Intermediate images (the band has ``images + 2``).
+    climb
+        Climbing image (Henkelman et al. 2000) after a first relaxation without it.
+    fmax
+        Convergence: largest force on any atom of any image (eV/A), NEB forces.
+    max_steps
+        Optimiser steps (both stages together) before giving up (``converged=False``).
+    spring
+        Spring constant between images (eV/A^2).
+    optimizer
+        ``"fire"`` or ``"bfgs"`` (ASE driver; LAMMPS's ``neb`` always uses FIRE).
+    minimize
+        Minimise the endpoints first (to ``fmax``).
+    endpoint_steps
+        Most minimiser iterations per endpoint.
+    driver
+        ``"ase"`` or ``"lammps"``.
+    """
+
+    images: int = 5
+    climb: bool = True
+    fmax: float = 0.05
+    max_steps: int = 500
+    spring: float = 0.1
+    optimizer: str = "fire"
+    minimize: bool = True
+    endpoint_steps: int = 2000
+    driver: str = DEFAULT_DRIVER
+
+    def __post_init__(self):
+        if self.images < 1:
+            raise InputError(f"a band needs at least 1 intermediate image, got {self.images}")
+        if not self.fmax > 0 or not self.spring > 0:
+            raise InputError(f"fmax and the spring constant must be positive, got {self.fmax}, {self.spring}")
+        if self.max_steps < 1 or self.endpoint_steps < 1:
+            raise InputError("max_steps and endpoint_steps must be >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown NEB optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.driver not in DRIVERS:
+            raise InputError(f"unknown NEB driver {self.driver!r}; use one of {', '.join(DRIVERS)}")
+
+
+@dataclass
+class NebResult:
+    """A relaxed (or not) band.
+
+    Attributes
+    ----------
+    energies
+        Potential energy of each image, eV (endpoints included).
+    positions
+        ``(images + 2, n_atoms, 3)`` positions, A (unwrapped, continuous along the band).
+    converged
+        Whether ``fmax`` was reached.
+    steps
+        Optimiser steps taken.
+    fmax
+        Largest NEB force at the end (eV/A).
+    driver
+        Which driver relaxed the band.
+    seconds
+        Wall time, endpoint minimisation included.
+    endpoint_energies_before
+        Energies of the endpoints as given (before minimisation), eV.
+    """
+
+    energies: np.ndarray
+    positions: np.ndarray
+    converged: bool
+    steps: int
+    fmax: float
+    driver: str
+    seconds: float
+    endpoint_energies_before: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
+
+    @property
+    def ts_index(self) -> int:
+        """Index of the highest image (the climbing image when converged)."""
+        return int(np.argmax(self.energies))
+
+    @property
+    def barrier_forward(self) -> float:
+        """Highest image energy minus the initial energy, eV."""
+        return float(self.energies.max() - self.energies[0])
+
+    @property
+    def barrier_backward(self) -> float:
+        """Highest image energy minus the final energy, eV."""
+        return float(self.energies.max() - self.energies[-1])
+
+    @property
+    def reaction_coordinate(self) -> np.ndarray:
+        """Cumulative distance along the band in configuration space, A."""
+        steps = np.linalg.norm((np.diff(self.positions, axis=0)).reshape(len(self.positions) - 1, -1), axis=1)
+        return np.concatenate([[0.0], np.cumsum(steps)])
+
+    def summary(self) -> dict:
+        """JSON-ready figures of the band."""
+        return {
+            "barrier_forward_eV": self.barrier_forward,
+            "barrier_backward_eV": self.barrier_backward,
+            "converged": bool(self.converged),
+            "energies_eV": [float(e) for e in self.energies],
+            "reaction_coordinate_A": [float(x) for x in self.reaction_coordinate],
+            "ts_index": self.ts_index,
+            "steps": int(self.steps),
+            "fmax_eV_A": float(self.fmax),
+            "driver": self.driver,
+            "seconds": float(self.seconds),
+            "endpoint_energies_before_eV": [float(e) for e in self.endpoint_energies_before],
+        }
+
+
+# ------------------------------------------------------------------ calculator
+class EngineCalculator(Calculator):
+    """An ASE calculator backed by one :class:`~mapcvd.md.engine.Engine` (one LAMMPS instance).
+
+    The engine is built at the first calculation and reused while the atoms keep their
+    elements, cell and boundaries; new positions are scattered into it. A band gives
+    each image its own light calculator from :meth:`image_calculator`: all of them
+    share this engine (used serially), and each keeps the results of its own image, so
+    an unchanged image is never evaluated twice.
+
+    Parameters
+    ----------
+    potential
+        The LAMMPS potential.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, potential: Potential, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = potential
+        self.engine = None
+        self.calls = 0
+        self._system = None
+
+    def evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray]:
+        """Energy (eV) and forces (eV/A) of ``atoms`` from the shared engine."""
+        from mapcvd.md.engine import Engine  # noqa: PLC0415
+
+        system = (atoms.numbers.tobytes(), np.asarray(atoms.cell[:]).tobytes(), np.asarray(atoms.pbc).tobytes())
+        if self.engine is None or system != self._system:
+            self.close()
+            self.engine = Engine(atoms, self.potential)
+            self._system = system
+        else:
+            self.engine.set_positions(atoms.positions)
+        self.calls += 1
+        return self.engine.potential_energy(), self.engine.get_forces()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        energy, forces = self.evaluate(self.atoms)
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+    def image_calculator(self) -> Calculator:
+        """A calculator for one image: its own result cache, this engine."""
+        return _ImageCalculator(self)
+
+    def close(self) -> None:
+        """Free the LAMMPS instance."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        self._system = None
+        self.reset()
+
+
+class _ImageCalculator(Calculator):
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, owner: EngineCalculator):
+        super().__init__()
+        self.owner = owner
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        energy, forces = self.owner.evaluate(self.atoms)
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+
+# ------------------------------------------------------------------ endpoints
+def check_endpoints(initial: Atoms, final: Atoms) -> None:
+    """Refuse endpoints that cannot bound one band: other atoms, another order, another cell.
+
+    Raises
+    ------
+    InputError
+        With one line saying what differs.
+    """
+    if len(initial) != len(final):
+        raise InputError(f"the endpoints have different numbers of atoms ({len(initial)} and {len(final)})")
+    if not np.array_equal(initial.numbers, final.numbers):
+        first = int(np.flatnonzero(initial.numbers != final.numbers)[0])
+        raise InputError(
+            f"the endpoints hold different atoms or another order (atom {first}: "
+            f"{initial[first].symbol} vs {final[first].symbol})")
+    if not np.array_equal(initial.pbc, final.pbc):
+        raise InputError(f"the endpoints have different boundary conditions ({initial.pbc} vs {final.pbc})")
+    if np.abs(np.asarray(initial.cell[:]) - np.asarray(final.cell[:])).max() > 1e-6:
+        raise InputError("the endpoints have different cells")
+
+
+def align_final(initial: np.ndarray, final: np.ndarray, cell_lengths: np.ndarray, pbc) -> np.ndarray:
+    """``final`` shifted by whole periods so that each atom is at its nearest image of ``initial``."""
+    lengths = np.where(np.asarray(pbc, dtype=bool), np.asarray(cell_lengths, dtype=float), 0.0)
+    delta = final - initial
+    safe = np.where(lengths > 0, lengths, 1.0)
+    shift = np.where(lengths > 0, np.round(delta / safe) * lengths, 0.0)
+    return final - shift
+
+
+def initial_band(start: np.ndarray, end: np.ndarray, images: int, guide: np.ndarray | None = None) -> np.ndarray:
+    """A first band of ``images + 2`` structures from ``start`` to ``end``.
+
+    Without ``guide`` the images are linearly interpolated. With ``guide`` (frames of a
+    trajectory between the endpoints, ``(m, n_atoms, 3)``) the images are spaced evenly
+    by arc length along the piecewise-linear path ``start -> guide... -> end`` in
+    configuration space, so the band follows the route the trajectory took.
+    """
+    nodes = [start] if guide is None else [start, *np.asarray(guide, dtype=float), end]
+    if guide is None:
+        nodes.append(end)
+    nodes = np.asarray(nodes, dtype=float)
+    lengths = np.linalg.norm(np.diff(nodes, axis=0).reshape(len(nodes) - 1, -1), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(lengths)])
+    if arc[-1] <= 0:
+        return np.repeat(start[None], images + 2, axis=0)
+    targets = np.linspace(0.0, arc[-1], images + 2)
+    seg = np.clip(np.searchsorted(arc, targets, side="right") - 1, 0, len(nodes) - 2)
+    span = np.where(lengths[seg] > 0, lengths[seg], 1.0)
+    frac = np.clip((targets - arc[seg]) / span, 0.0, 1.0)[:, None, None]
+    band = nodes[seg] + frac * (nodes[seg + 1] - nodes[seg])
+    band[0], band[-1] = start, end
+    return band
+
+
+def _optimizer(settings: NebSettings):
+    from ase.optimize import BFGS, FIRE  # noqa: PLC0415
+
+    return FIRE if settings.optimizer == "fire" else BFGS
+
+
+def _minimize(atoms: Atoms, calc, settings: NebSettings) -> None:
+    """Minimise one endpoint in place with the band's optimiser (FIRE copes with ReaxFF's QEq noise)."""
+    atoms.calc = _calculator_for_image(calc)
+    _optimizer(settings)(atoms, logfile=None).run(fmax=settings.fmax, steps=settings.endpoint_steps)
+
+
+def _calculator_for_image(calc):
+    """Each image its own calculator: an engine-backed view, or a copy of an ASE calculator."""
+    if isinstance(calc, EngineCalculator):
+        return calc.image_calculator()
+    return calc
+
+
+def _images(template: Atoms, band: np.ndarray, calc) -> list[Atoms]:
+    images = []
+    for positions in band:
+        image = template.copy()
+        image.set_constraint([c.copy() for c in template.constraints])
+        image.positions = positions
+        image.calc = _calculator_for_image(calc)
+        images.append(image)
+    return images
+
+
+def _energies(template: Atoms, band: np.ndarray, calc) -> np.ndarray:
+    return np.array([image.get_potential_energy() for image in _images(template, band, calc)])
+
+
+def _neb(images: list[Atoms], settings: NebSettings, climb: bool):
+    from ase.mep import NEB  # noqa: PLC0415
+
+    return NEB(images, k=settings.spring, climb=climb, method="improvedtangent", allow_shared_calculator=True)
+
+
+def band_forces(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -> tuple[np.ndarray, float]:
+    """Energies of a band's images (eV) and its largest NEB force on an atom (eV/A), as ASE's NEB defines it.
+
+    Used on the final band of either driver, so both report the same measure.
+    """
+    images = _images(template, band, calc)
+    if len(images) < 3:
+        return np.array([image.get_potential_energy() for image in images]), 0.0
+    neb = _neb(images, settings, settings.climb)
+    forces = neb.get_forces()
+    return np.asarray(neb.energies, dtype=float).copy(), float(np.sqrt((forces**2).sum(axis=1).max()))
+
+
+# ------------------------------------------------------------------ drivers
+def _relax_ase(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -> tuple[np.ndarray, bool, int]:
+    """Relax ``band`` with ASE's NEB; return positions, converged, steps."""
+    images = _images(template, band, calc)
+    neb = _neb(images, settings, climb=False)
+    optimizer_class = _optimizer(settings)
+    steps = 0
+    if settings.climb:  # first a plain band near the path, then the climbing image (Henkelman et al. 2000)
+        first = optimizer_class(neb, logfile=None)
+        first.run(fmax=max(3.0 * settings.fmax, 0.1), steps=max(settings.max_steps // 3, 1))
+        steps += first.nsteps
+        neb.climb = True
+    optimizer = optimizer_class(neb, logfile=None)
+    converged = bool(optimizer.run(fmax=settings.fmax, steps=max(settings.max_steps - steps, 1)))
+    steps += optimizer.nsteps
+    return np.array([image.positions for image in images]), converged, steps
+
+
+def _calculator(potential: Potential | None, calculator):
+    if (potential is None) == (calculator is None):
+        raise InputError("give a LAMMPS potential or an ASE calculator (one of them)")
+    return calculator if calculator is not None else EngineCalculator(potential)
+
+
+def minimize_structure(atoms: Atoms, *, potential: Potential | None = None, calculator=None,
+                       settings: NebSettings = NebSettings()) -> tuple[Atoms, float]:
+    """A copy of ``atoms`` minimised as :func:`run_neb` minimises endpoints, and its energy (eV).
+
+    Uses ``settings.optimizer`` to ``settings.fmax`` within ``settings.endpoint_steps``;
+    the constraints of ``atoms`` hold.
+    """
+    calc = _calculator(potential, calculator)
+    try:
+        copy = atoms.copy()
+        copy.set_constraint([c.copy() for c in atoms.constraints])
+        _minimize(copy, calc, settings)
+        energy = float(copy.get_potential_energy())
+    finally:
+        if isinstance(calc, EngineCalculator):
+            calc.close()
+    copy.calc = None
+    return copy, energy
+
+
+def run_neb(initial: Atoms, final: Atoms, *, potential: Potential | None = None, calculator=None,
+            settings: NebSettings = NebSettings(), guide: np.ndarray | None = None,
+            workdir: str | None = None) -> NebResult:
+    """Minimise the endpoints (unless told not to), build a band and relax it by CI-NEB.
+
+    Parameters
+    ----------
+    initial, final
+        Endpoints: the same atoms in the same order and cell; ``final`` is moved to
+        the periodic images nearest to ``initial``. Constraints of ``initial``
+        (e.g. :class:`ase.constraints.FixAtoms`) hold for every image.
+    potential
+        A LAMMPS potential (both drivers); or
+    calculator
+        any ASE calculator (the ``"ase"`` driver only), e.g. EMT.
+    settings
+        Band and optimiser settings, the driver among them.
+    guide
+        Frames of a trajectory between the endpoints to lay the first band along.
+    workdir
+        Folder for the LAMMPS driver's files (a temporary one by default).
+
+    Raises
+    ------
+    InputError
+        For mismatched endpoints, or neither/both of ``potential`` and ``calculator``.
+    """
+    start_time = time.perf_counter()
+    check_endpoints(initial, final)
+    if settings.driver == "lammps" and potential is None:
+        raise InputError("the LAMMPS neb driver needs a LAMMPS potential, not an ASE calculator")
+    calc = _calculator(potential, calculator)
+    try:
+        start = initial.copy()
+        start.set_constraint([c.copy() for c in initial.constraints])
+        end = start.copy()
+        end.set_constraint([c.copy() for c in initial.constraints])
+        end.positions = align_final(initial.positions, final.positions, np.diag(initial.cell[:]), initial.pbc)
+        before = _energies(start, np.array([start.positions, end.positions]), calc)
+        if settings.minimize:
+            for atoms in (start, end):
+                _minimize(atoms, calc, settings)
+            end.positions = align_final(start.positions, end.positions, np.diag(start.cell[:]), start.pbc)
+        band = initial_band(start.positions, end.positions, settings.images, guide)
+        if settings.driver == "lammps":
+            from mapcvd.map.neb_lammps import relax_band_lammps  # noqa: PLC0415
+
+            positions, converged, steps = relax_band_lammps(start, band, potential, settings, workdir=workdir)
+        else:
+            positions, converged, steps = _relax_ase(start, band, calc, settings)
+        energies, fmax = band_forces(start, positions, calc, settings)
+    finally:
+        if isinstance(calc, EngineCalculator):
+            calc.close()
+    return NebResult(energies=energies, positions=positions, converged=converged, steps=steps, fmax=fmax,
+                     driver=settings.driver, seconds=time.perf_counter() - start_time,
+                     endpoint_energies_before=before)

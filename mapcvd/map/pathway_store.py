@@ -1,0 +1,119 @@
+"""Refined MAP pathways in the campaign store (written by the pathways driver alone).
+
+Layout (arrays, never pickles; attributes are JSON)::
+
+    map/pathways/                 attrs: kind="mapcvd-pathways", settings, ranking (list of rows), baseline
+      baseline_log/               episode log of the straight drag (+goal axis only)
+      <label>/                    one pathway, e.g. greedy_e0001, actor_000_e0012, baseline
+                                  attrs (last, the commit): kind="mapcvd-pathway", complete=True, source,
+                                  episode, length_A, raw_barriers_eV, barriers_eV, converged, time_s,
+                                  time_scaled_s, temperature_K, distance_A
+        raw_energy       (F,)     frame energies, eV (frame 0 single point, then after each action)
+        raw_coordinate   (F,)     guided atom along the goal axis, A
+        segments         (S, 3)   int64 frames of each segment's minimum, maximum, minimum
+        segment_000/              energies (I,), coordinate (I,), positions (I, n_atoms, 3);
+                                  attrs (last): barrier_forward_eV, barrier_backward_eV, converged,
+                                  steps, fmax_eV_A, seconds, driver, ts_index
+        refined_energy   (M,)     stitched NEB profile, eV
+        refined_coordinate (M,)   guided atom along the goal axis, A
+        refined_segment  (M,)     int64 segment of each point
+        refined_ts       (S,)     int64 index of each transition state in the refined arrays
+
+A pathway is rewritten from scratch: its group is first marked incomplete, then the
+arrays are written, then its attributes with ``complete=True`` (commit after data);
+readers use only complete pathways.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from mapcvd.errors import StoreError
+from mapcvd.map.pathways import PATHWAYS_PATH
+
+PATHWAY_KIND = "mapcvd-pathway"
+PATHWAYS_KIND = "mapcvd-pathways"
+
+
+def _array(group: zarr.Group, name: str, data) -> None:
+    data = np.asarray(data)
+    group.create_array(name, data=data, chunks=tuple(max(int(n), 1) for n in data.shape), overwrite=True)
+
+
+def pathway_path(label: str) -> str:
+    """Store path of the pathway ``label``."""
+    return f"{PATHWAYS_PATH}/{label}"
+
+
+def begin_pathway(root: zarr.Group, label: str, raw_energy, raw_coordinate, segments) -> zarr.Group:
+    """Start (or restart) pathway ``label``: drop what was there, write its raw profile and segments."""
+    path = pathway_path(label)
+    parent = root.require_group(PATHWAYS_PATH)
+    if label in parent:
+        del parent[label]
+    group = root.require_group(path)
+    group.update_attributes({"kind": PATHWAY_KIND, "complete": False})
+    _array(group, "raw_energy", np.asarray(raw_energy, dtype=np.float64))
+    _array(group, "raw_coordinate", np.asarray(raw_coordinate, dtype=np.float64))
+    _array(group, "segments", np.asarray(segments, dtype=np.int64).reshape(-1, 3))
+    return group
+
+
+def write_segment(root: zarr.Group, label: str, index: int, result: dict) -> None:
+    """Store one refined segment (arrays first, its attributes last)."""
+    group = root.require_group(f"{pathway_path(label)}/segment_{index:03d}")
+    for name in ("energies", "coordinate", "positions"):
+        _array(group, name, np.asarray(result[name], dtype=np.float64))
+    group.update_attributes({k: result[k] for k in ("barrier_forward_eV", "barrier_backward_eV", "converged", "steps",
+                                                    "fmax_eV_A", "seconds", "driver", "ts_index")})
+
+
+def finish_pathway(root: zarr.Group, label: str, stitched: dict, attrs: dict) -> None:
+    """Write the stitched profile, then the pathway's attributes with ``complete=True`` (the commit)."""
+    group = root[pathway_path(label)]
+    _array(group, "refined_energy", np.asarray(stitched["energy"], dtype=np.float64))
+    _array(group, "refined_coordinate", np.asarray(stitched["coordinate"], dtype=np.float64))
+    _array(group, "refined_segment", np.asarray(stitched["segment"], dtype=np.int64))
+    _array(group, "refined_ts", np.asarray(stitched["ts"], dtype=np.int64))
+    group.update_attributes({**attrs, "kind": PATHWAY_KIND, "complete": True})
+
+
+def write_ranking(root: zarr.Group, ranking: list[dict], settings: dict, baseline: dict | None) -> None:
+    """The ranking table and the settings of the run, in the attributes of ``map/pathways``."""
+    group = root.require_group(PATHWAYS_PATH)
+    group.update_attributes({"kind": PATHWAYS_KIND, "ranking": ranking, "settings": settings,
+                             "baseline": baseline})
+
+
+def read_pathway(root: zarr.Group, label: str) -> dict:
+    """A complete pathway: its attributes, arrays and segments (``segments_data``: list of dicts)."""
+    try:
+        group = root[pathway_path(label)]
+    except KeyError:
+        raise StoreError(f"no pathway {label!r} in the store") from None
+    attrs = dict(group.attrs)
+    if not attrs.get("complete"):
+        raise StoreError(f"pathway {label!r} in the store is incomplete")
+    out = {"attrs": attrs}
+    for name in ("raw_energy", "raw_coordinate", "segments", "refined_energy", "refined_coordinate",
+                 "refined_segment", "refined_ts"):
+        out[name] = np.asarray(group[name][...])
+    out["segments_data"] = []
+    for k in range(len(out["segments"])):
+        seg = group[f"segment_{k:03d}"]
+        out["segments_data"].append({"attrs": dict(seg.attrs), "energies": np.asarray(seg["energies"][...]),
+                                     "coordinate": np.asarray(seg["coordinate"][...]),
+                                     "positions": np.asarray(seg["positions"][...])})
+    return out
+
+
+def read_ranking(root: zarr.Group) -> dict:
+    """``ranking``, ``settings`` and ``baseline`` of the last ``map paths`` run (empty when none)."""
+    try:
+        group = root[PATHWAYS_PATH]
+    except KeyError:
+        return {"ranking": [], "settings": {}, "baseline": None}
+    attrs = dict(group.attrs)
+    return {"ranking": attrs.get("ranking", []), "settings": attrs.get("settings", {}),
+            "baseline": attrs.get("baseline")}

@@ -1,0 +1,178 @@
+"""MAP pathways: energy profiles, their segments, and stitched piecewise-NEB profiles.
+
+MAP (Chen et al., seed 000) refines a learned pathway piecewise: its energy profile
+(the potential energy of frame 0, then after each action) is cut into segments
+minimum -> maximum -> minimum, the maxima found as peaks of the profile
+(:func:`scipy.signal.find_peaks`, with a prominence so that thermal noise is not cut);
+each segment is refined by a climbing-image NEB between its two minima
+(:mod:`mapcvd.map.neb`) and the refined barriers give the pathway's time by
+transition-state theory (:mod:`mapcvd.map.tst`).
+
+Everything here is plain numpy on arrays read from the store; the NEB runs in the
+workflow's apps (``workflows/pathways.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import find_peaks
+
+from mapcvd.errors import InputError
+from mapcvd.map.tst import time_over_distance, tst_time
+from mapcvd.store.episodes import EpisodeLog, episode_logs
+
+#: Parents of the episode logs that pathways are taken from (evaluation first).
+SOURCE_PARENTS = ("map/evaluation", "map/episodes")
+#: Group of the refined pathways.
+PATHWAYS_PATH = "map/pathways"
+#: Episode log of the straight-drag baseline (written by the pathways driver).
+BASELINE_LOG = f"{PATHWAYS_PATH}/baseline_log"
+BASELINE_LABEL = "baseline"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One minimum -> maximum -> minimum piece of a profile (frame indices)."""
+
+    start: int
+    peak: int
+    end: int
+
+    def raw_barriers(self, energies: np.ndarray) -> tuple[float, float]:
+        """Forward and backward barriers of the raw profile, eV."""
+        return float(energies[self.peak] - energies[self.start]), float(energies[self.peak] - energies[self.end])
+
+
+def segment_profile(energies, prominence: float) -> list[Segment]:
+    """Cut a profile into minimum -> maximum -> minimum segments.
+
+    The maxima are the peaks of ``energies`` whose prominence is at least
+    ``prominence`` (eV); the minimum between two consecutive maxima ends one segment
+    and starts the next, so the segments are contiguous. The first segment starts at
+    the lowest frame before the first maximum, the last ends at the lowest frame after
+    the last one. A profile without such a peak (monotonic, or noise only) has no
+    segment; the first and last frames are never maxima (an episode cut while still
+    climbing has no minimum to end on).
+
+    Parameters
+    ----------
+    energies
+        Energy of each frame, eV.
+    prominence
+        Smallest prominence (eV) of a maximum (:func:`scipy.signal.find_peaks`).
+    """
+    energies = np.asarray(energies, dtype=float)
+    if energies.ndim != 1:
+        raise InputError(f"an energy profile must be one-dimensional, got shape {energies.shape}")
+    if not prominence > 0:
+        raise InputError(f"the segment prominence must be positive (eV), got {prominence}")
+    if len(energies) < 3 or not np.all(np.isfinite(energies)):
+        return []
+    peaks, _ = find_peaks(energies, prominence=prominence)
+    if len(peaks) == 0:
+        return []
+    bounds = np.concatenate([[0], peaks, [len(energies) - 1]])
+    minima = [int(lo + np.argmin(energies[lo : hi + 1])) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [Segment(minima[k], int(peaks[k]), minima[k + 1]) for k in range(len(peaks))]
+
+
+def profile_of(frame0_energy: float, step_energies) -> np.ndarray:
+    """An episode's profile: the energy of frame 0, then the energy after each action (eV)."""
+    return np.concatenate([[float(frame0_energy)], np.asarray(step_energies, dtype=float)])
+
+
+def pathway_time(barriers_eV, length_A: float, temperature_K: float, distance_A: float) -> tuple[float, float]:
+    """TST time of a pathway (s), and that time scaled to ``distance_A`` by its length ``length_A``.
+
+    The scaled time is ``nan`` for a pathway that does not advance.
+    """
+    time_s = tst_time(barriers_eV, temperature_K)
+    scaled = time_over_distance(time_s, length_A, distance_A) if length_A > 0 else float("nan")
+    return time_s, scaled
+
+
+# ------------------------------------------------------------------ sources
+@dataclass(frozen=True)
+class EpisodeRef:
+    """An episode with stored frames: its log, index, label and length along the goal axis."""
+
+    log: str
+    episode: int
+    label: str
+    length_A: float
+    actions: int
+
+
+def episode_label(log_path: str, episode: int) -> str:
+    """A short label: ``greedy_e0003`` (evaluation), ``actor_000_e0012`` (training), ``baseline``."""
+    if log_path == BASELINE_LOG:
+        return BASELINE_LABEL
+    return f"{log_path.rsplit('/', 1)[-1]}_e{int(episode):04d}"
+
+
+def candidate_episodes(root, min_length_A: float = 1.0) -> list[EpisodeRef]:
+    """Episodes of the evaluation and training logs that store frames and advance at least ``min_length_A``."""
+    refs = []
+    for parent in SOURCE_PARENTS:
+        for path in episode_logs(root, parent):
+            log = EpisodeLog(root, path)
+            if not log.group.attrs.get("frames") or len(log) == 0:
+                continue
+            summary = log.summary()
+            for k in range(len(log)):
+                length, actions = float(summary["progress_A"][k]), int(summary["actions"][k])
+                if length >= min_length_A and actions >= 2 and not summary["failed"][k]:
+                    refs.append(EpisodeRef(path, k, episode_label(path, k), length, actions))
+    return refs
+
+
+# ------------------------------------------------------------------ refined profiles
+def stitch(segments: list[dict]) -> dict[str, np.ndarray]:
+    """Join refined segments into one profile.
+
+    Parameters
+    ----------
+    segments
+        In path order, each with ``energies`` (I,) and ``coordinate`` (I,) of its band.
+
+    Returns
+    -------
+    dict
+        ``energy``, ``coordinate`` (the shared minimum of two consecutive segments
+        appears once, from the earlier segment), ``segment`` (the segment of each
+        point) and ``ts`` (index of each segment's highest image in these arrays).
+    """
+    energy, coordinate, owner, ts = [], [], [], []
+    offset = 0
+    for k, seg in enumerate(segments):
+        e = np.asarray(seg["energies"], dtype=float)
+        x = np.asarray(seg["coordinate"], dtype=float)
+        skip = 1 if k else 0
+        ts.append(offset + int(np.argmax(e)) - skip)
+        energy.append(e[skip:])
+        coordinate.append(x[skip:])
+        owner.append(np.full(len(e) - skip, k, dtype=np.int64))
+        offset += len(e) - skip
+    if not segments:
+        empty = np.zeros(0)
+        return {"energy": empty, "coordinate": empty, "segment": np.zeros(0, np.int64), "ts": np.zeros(0, np.int64)}
+    ts_index = np.asarray(ts, dtype=np.int64)
+    return {"energy": np.concatenate(energy), "coordinate": np.concatenate(coordinate),
+            "segment": np.concatenate(owner), "ts": np.maximum(ts_index, 0)}
+
+
+def nearest_atom(positions: np.ndarray, center: int, candidates: np.ndarray, cell_lengths, pbc) -> tuple[int, float]:
+    """Index of the candidate atom nearest to atom ``center`` (minimum image), and the distance (A)."""
+    candidates = np.asarray(candidates, dtype=int)
+    candidates = candidates[candidates != center]
+    if candidates.size == 0:
+        return -1, float("nan")
+    lengths = np.where(np.asarray(pbc, dtype=bool), np.asarray(cell_lengths, dtype=float), 0.0)
+    delta = positions[candidates] - positions[center]
+    safe = np.where(lengths > 0, lengths, 1.0)
+    delta -= np.where(lengths > 0, np.round(delta / safe) * lengths, 0.0)
+    distances = np.linalg.norm(delta, axis=1)
+    k = int(np.argmin(distances))
+    return int(candidates[k]), float(distances[k])

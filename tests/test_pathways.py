@@ -1,0 +1,218 @@
+"""Pathway segmentation (mapcvd.map.pathways) and ``mapcvd map paths`` on a stored episode.
+
+The end-to-end test uses a cheap stand-in for ReaxFF: an interstitial (He) dragged
+along +x through a Lennard-Jones fcc crystal, whose profile has one barrier per half
+lattice constant; the episode is played by the real MAP environment and stored as an
+evaluation log, then refined by piecewise NEB on the ``threads`` site.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from mapcvd.config import defaults, validate
+from mapcvd.errors import InputError
+from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
+from mapcvd.map.evaluate import evaluation_log_path
+from mapcvd.map.pathway_store import read_pathway, read_ranking
+from mapcvd.map.pathways import Segment, profile_of, segment_profile, stitch
+from mapcvd.map.system import build_system
+from mapcvd.store import create_campaign, open_campaign, stage_statuses
+from mapcvd.store.atoms import write_atoms
+from mapcvd.store.episodes import EpisodeWriter
+
+#: A refined (NEB) saddle may exceed the raw profile's highest frame of its segment by at most this (eV):
+#: the raw frames are MD snapshots at 10 K under the tether, sampled every action, so the band can cross
+#: a ridge between two of them a little higher than either; any more means the NEB left the pathway.
+RAW_MAX_TOLERANCE_EV = 0.05
+
+LJ = "pair_style lj/cut 5.0; pair_coeff 1 1 0.2 2.5; pair_coeff 1 2 0.1 1.6; pair_coeff 2 2 0.01 1.5"
+
+
+# ------------------------------------------------------------------ segmentation
+def test_profile_is_cut_minimum_maximum_minimum():
+    e = np.array([0.0, 0.5, 1.6, 0.7, 0.2, 0.9, 2.1, 1.0, 0.4, 0.45, 0.6])
+    segments = segment_profile(e, prominence=0.5)
+    assert segments == [Segment(0, 2, 4), Segment(4, 6, 8)]  # contiguous: one segment ends where the next starts
+    assert segments[1].raw_barriers(e) == pytest.approx((1.9, 1.7))
+    noisy = e + 0.02 * np.sin(np.arange(len(e)) * 2.5)
+    assert [(s.start, s.peak, s.end) for s in segment_profile(noisy, 0.5)] == [(0, 2, 4), (4, 6, 8)]
+    assert segment_profile(e, prominence=5.0) == []  # nothing that high
+    assert segment_profile(np.linspace(0, 3, 9), prominence=0.1) == []  # still climbing: no minimum after
+    with pytest.raises(InputError):
+        segment_profile(e, prominence=0.0)
+    np.testing.assert_allclose(profile_of(-1.0, [0.5, 0.25]), [-1.0, 0.5, 0.25])
+
+
+def test_stitched_profile_keeps_a_shared_minimum_once():
+    first = {"energies": [0.0, 1.0, 0.2], "coordinate": [0.0, 1.0, 2.0]}
+    second = {"energies": [0.2, 0.5, 1.5, -0.1], "coordinate": [2.0, 2.5, 3.0, 3.5]}
+    out = stitch([first, second])
+    np.testing.assert_allclose(out["energy"], [0.0, 1.0, 0.2, 0.5, 1.5, -0.1])
+    np.testing.assert_allclose(out["coordinate"], [0.0, 1.0, 2.0, 2.5, 3.0, 3.5])
+    np.testing.assert_array_equal(out["segment"], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(out["ts"], [1, 4])
+    assert stitch([])["energy"].size == 0
+
+
+# ------------------------------------------------------------------ end to end
+def _lj_system():
+    a = 2 ** (1 / 6) * 2.5 * np.sqrt(2)
+    host = bulk("Ar", "fcc", a=a, cubic=True).repeat((3, 3, 3))
+    atoms = host + Atoms("He", positions=[[0.25 * a, 0.25 * a, 0.25 * a]])
+    table = dict(defaults()["map"], guided="108", elements="Ar He", lammps_commands=LJ, max_actions=16,
+                 relax_steps=20, grid_points=8, neb_images=5, neb_fmax_eV_A=0.05, neb_max_steps=400)
+    return atoms, table
+
+
+def _make_lj_store(path, site: str):
+    """A store with one evaluation episode (mostly +x, some sideways moves) of the LJ system."""
+    atoms, table = _lj_system()
+    config = validate({"campaign": {"site": site, "seed": 5}, "map": table})
+    root = create_campaign(path, config=config)
+    system = build_system(config["map"], atoms)
+    write_atoms(root, "map/structure", atoms, attrs={"source": "test", "guided": system.guided.tolist()})
+    env = system.environment(seed=3)
+    moves = iter([0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 0, 2, 0, 0, 4, 0])
+    try:
+        played = play_episode(env, lambda state: (next(moves), None))
+        summary, steps, frames = log_rows(env, played, episode=0, epsilon=0.0, weights_version=-1)
+    finally:
+        env.close()
+    writer = EpisodeWriter(root, evaluation_log_path("greedy"), n_atoms=len(atoms), summary_fields=SUMMARY_FIELDS,
+                           step_fields=STEP_FIELDS, frames=True)
+    writer.append(summary, steps, frames)
+
+
+def _map_paths(path, out, *extra):
+    result = subprocess.run(
+        [sys.executable, "-m", "mapcvd.cli", "map", "paths", str(path), "--top", "1", "--temperature", "350C",
+         "--distance", "3", "--out", str(out), "--json", *map(str, extra)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def lj_store(tmp_path_factory):
+    """The LJ store refined by ``map paths`` on the threads site."""
+    path = tmp_path_factory.mktemp("paths") / "lj.zarr"
+    _make_lj_store(path, "threads")
+    out = path.parent / "report"
+    return path, out, _map_paths(path, out, "--prominence", 0.3)
+
+
+def _check_refined_below_raw(root, label, tolerance):
+    """Every refined saddle of pathway ``label`` is at most ``tolerance`` above its segment's raw maximum."""
+    data = read_pathway(root, label)
+    for k, (start, peak, end) in enumerate(data["segments"]):
+        raw_max = data["raw_energy"][start : end + 1].max()
+        assert raw_max == pytest.approx(data["raw_energy"][peak])
+        assert data["segments_data"][k]["energies"].max() <= raw_max + tolerance, (label, k)
+    return data
+
+
+def test_refined_barriers_stay_below_the_raw_maxima(lj_store):
+    path, _, printed = lj_store
+    root = open_campaign(path, "r")
+    stored = read_ranking(root)
+    rows = stored["ranking"] + [stored["baseline"]]
+    assert [r["label"] for r in rows] == ["greedy_e0000", "baseline"]
+    for row in rows:
+        data = _check_refined_below_raw(root, row["label"], RAW_MAX_TOLERANCE_EV)
+        assert row["n_segments"] >= 2 and len(data["segments"]) == row["n_segments"]
+        assert row["converged"], row
+        for k, (start, _, _) in enumerate(data["segments"]):
+            refined = data["segments_data"][k]["energies"]
+            assert refined[0] <= data["raw_energy"][start] + 1e-6  # the endpoint was minimised
+            assert row["barriers_eV"][k] == pytest.approx(refined.max() - refined[0])
+        # TST over the refined barriers, scaled from the pathway's length to 3 nm
+        kT = 8.617333262e-5 * 623.15
+        expected = 7.7016e-14 * np.exp(np.array(row["barriers_eV"]) / kT).sum() * 30.0 / row["length_A"]
+        assert row["time_scaled_s"] == pytest.approx(expected, rel=1e-3)
+        assert len(data["refined_energy"]) == 1 + 6 * row["n_segments"]  # 7 images, shared minima once
+    assert printed["ranking"][0]["label"] == "greedy_e0000" and printed["baseline"]["label"] == "baseline"
+    assert stage_statuses(root)["map_paths"] == "done"
+
+
+def test_report_files_for_ovito(lj_store):
+    path, out, printed = lj_store
+    assert (out / "paths.csv").read_text().splitlines()[0].startswith("rank,label,source")
+    assert len((out / "paths.csv").read_text().splitlines()) == 3  # header, greedy, baseline
+    for name in ("profile_greedy_e0000.png", "profile_baseline.png", "comparison.png"):
+        assert (out / name).stat().st_size > 10_000
+    ts_files = sorted(out.glob("ts_greedy_e0000_seg*.extxyz"))
+    assert len(ts_files) == printed["ranking"][0]["n_segments"]
+    ts = ase.io.read(ts_files[0])
+    assert ts.info["nearest_si_index"] == -1  # no Si in this stand-in system
+    assert ts.arrays["guided"].sum() == 1 and ts.arrays["guided"][108]
+    assert ts.arrays["displacement"].shape == (109, 3)
+    assert ts.arrays["displacement_A"].argmax() == 108  # the dragged atom moved most
+    assert ts.info["barrier_forward_eV"] == pytest.approx(printed["ranking"][0]["barriers_eV"][0])
+
+
+# ------------------------------------------------------------------ heavier
+@pytest.mark.heavy
+def test_map_paths_with_worker_processes(tmp_path):
+    """The same on the local site: arguments and results of the apps cross process boundaries (pickled)."""
+    path = tmp_path / "lj.zarr"
+    _make_lj_store(path, "local")
+    printed = _map_paths(path, tmp_path / "report", "--prominence", 0.3, "--workers", 2, "--no-baseline")
+    assert printed["baseline"] is None and len(printed["ranking"]) == 1
+    root = open_campaign(path, "r")
+    _check_refined_below_raw(root, "greedy_e0000", RAW_MAX_TOLERANCE_EV)
+    assert printed["ranking"][0]["n_segments"] >= 2 and printed["ranking"][0]["converged"]
+
+
+TINY_REAXFF = """
+[campaign]
+seed = 3
+site = "threads"
+[map]
+relax_steps = 20
+max_actions = 16
+grid_points = 8
+minutes = 0.3
+actors = 1
+replay_capacity = 64
+replay_chunk = 4
+learning_starts = 4
+publish_every = 2
+batch = 8
+conv_channels = "4 8"
+hidden = 16
+neb_images = 3
+neb_max_steps = 60
+neb_fmax_eV_A = 0.2
+"""
+
+#: ReaxFF (QEq) bands may stop unconverged at 60 steps: a looser bound than for LJ.
+REAXFF_TOLERANCE_EV = 0.25
+
+
+@pytest.mark.heavy
+def test_map_paths_on_a_reaxff_episode(tmp_path):
+    """A real MAP episode (silica + water, ReaxFF): train briefly, evaluate, refine, rank."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_REAXFF)
+    store = tmp_path / "s.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for args in (["map", "train", cfg, "--store", store], ["map", "evaluate", store, "--episodes", 1]):
+        done = subprocess.run([sys.executable, "-m", "mapcvd.cli", *map(str, args)], capture_output=True, text=True,
+                              timeout=900, env=env)
+        assert done.returncode == 0, done.stderr
+    printed = _map_paths(store, tmp_path / "report", "--prominence", 0.05, "--min-length", 0.5)
+    root = open_campaign(store, "r")
+    labels = [r["label"] for r in printed["ranking"]] + ["baseline"]
+    assert labels[0].startswith(("greedy_e", "actor_000_e"))
+    for label in labels:
+        data = _check_refined_below_raw(root, label, REAXFF_TOLERANCE_EV)
+        assert len(data["raw_energy"]) >= 2
+    assert stage_statuses(root)["map_paths"] == "done"

@@ -1,0 +1,290 @@
+"""Piecewise NEB of MAP pathways as a Parsl app graph, and their TST times.
+
+MAP (Chen et al., seed 000) refines a learned pathway by cutting its energy profile
+into minimum -> maximum -> minimum segments and running a climbing-image NEB on every
+segment in parallel (piecewise NEB); the refined barriers give the pathway's time by
+transition-state theory. Here:
+
+1. (optional) one app plays the straight-drag baseline (the tether moved along +goal
+   only, a policy that always picks action 0) from the stored structure; the driver
+   stores it as an episode log;
+2. one app per episode log computes the energy of each candidate episode's frame 0
+   (the step energies are stored already), so the driver can build each profile,
+   segment it (:func:`mapcvd.map.pathways.segment_profile`) and preselect the ``top``
+   episodes by their raw-profile time;
+3. one app per segment of those episodes (and of the baseline) runs the NEB, all at
+   once on the ``"cpu"`` executor; the driver stores each result as it arrives, then
+   each pathway's stitched profile and times, then the ranking
+   (:mod:`mapcvd.map.pathway_store`).
+
+Apps only read the store and return arrays; the driver is the only writer. App
+functions live in this installed module and import LAMMPS inside.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import as_completed
+
+import numpy as np
+
+from mapcvd.errors import InputError
+from mapcvd.map.neb import NebSettings
+from mapcvd.map.pathway_store import (
+    begin_pathway,
+    finish_pathway,
+    write_ranking,
+    write_segment,
+)
+from mapcvd.map.pathways import (
+    BASELINE_LOG,
+    EpisodeRef,
+    candidate_episodes,
+    episode_label,
+    pathway_time,
+    profile_of,
+    segment_profile,
+    stitch,
+)
+
+
+# ----------------------------------------------------------------- the apps
+def _system(root, table: dict):
+    from mapcvd.workflows.map_training import stored_system  # noqa: PLC0415
+
+    return stored_system(root, table)
+
+
+def baseline_task(store_path: str, table: dict, seed: int) -> tuple:
+    """Parsl app body: the straight drag (action 0 every time) from the stored structure; its log rows."""
+    from mapcvd.map.episode import log_rows, play_episode  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    system = _system(open_campaign(store_path, "r"), table)
+    env = system.environment(seed=seed)
+    try:
+        result = play_episode(env, lambda state: (0, None))
+        return log_rows(env, result, episode=0, epsilon=0.0, weights_version=-1)
+    finally:
+        env.close()
+
+
+def frame0_energy_task(store_path: str, table: dict, log_path: str, episodes: list[int]) -> list[float]:
+    """Parsl app body: the potential energy (eV) of frame 0 of each episode of one log."""
+    from mapcvd.md.engine import Engine  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+    from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
+
+    root = open_campaign(store_path, "r")
+    system = _system(root, table)
+    log = EpisodeLog(root, log_path)
+    energies = []
+    with Engine(system.atoms, system.potential) as engine:
+        for episode in episodes:
+            engine.set_positions(log.frames(episode)[0])
+            energies.append(engine.potential_energy())
+    return energies
+
+
+def segment_task(store_path: str, table: dict, log_path: str, episode: int, start: int, end: int,
+                 settings: dict) -> dict:
+    """Parsl app body: CI-NEB between frames ``start`` and ``end`` of one episode, guided by the frames between.
+
+    Returns
+    -------
+    dict
+        ``energies``, ``positions``, ``coordinate`` (guided atom along the goal axis),
+        and the figures of :meth:`mapcvd.map.neb.NebResult.summary`.
+    """
+    from mapcvd.map.neb import NebSettings, run_neb  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+    from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
+
+    root = open_campaign(store_path, "r")
+    system = _system(root, table)
+    frames = EpisodeLog(root, log_path).frames(episode)
+    initial, final = system.atoms.copy(), system.atoms.copy()
+    initial.positions, final.positions = frames[start], frames[end]
+    result = run_neb(initial, final, potential=system.potential, settings=NebSettings(**settings),
+                     guide=frames[start + 1 : end])
+    axis = "xyz".index(table["goal_axis"])
+    return {**result.summary(), "energies": result.energies, "positions": result.positions,
+            "coordinate": result.positions[:, int(system.guided[0]), axis]}
+
+
+# ------------------------------------------------------------------ driver
+def _finite(value):
+    """JSON-safe number: NaN and inf become None."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _store_baseline(group, store_path: str, table: dict, seed: int, app, log) -> None:
+    from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
+    from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
+
+    n_atoms = int(group["map/structure"].attrs["natoms"])
+    writer = EpisodeWriter(group, BASELINE_LOG, n_atoms=n_atoms, summary_fields=SUMMARY_FIELDS,
+                           step_fields=STEP_FIELDS, frames=True)
+    if writer.count:
+        return
+    start = time.perf_counter()
+    summary, steps, frames = app(store_path, table, seed).result()
+    writer.append(summary, steps, frames)
+    log(f"baseline: straight drag along +{table['goal_axis']}, {int(summary['actions'])} actions, "
+        f"{summary['progress_A']:+.2f} A in {time.perf_counter() - start:.0f} s")
+
+
+def _profiles(group, store_path, table, refs, app) -> dict:
+    """label -> raw profile, coordinate along the goal axis, segments (after the frame-0 apps)."""
+    from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
+
+    by_log: dict[str, list] = {}
+    for ref in refs:
+        by_log.setdefault(ref.log, []).append(ref)
+    futures = {path: app(store_path, table, path, [r.episode for r in items]) for path, items in by_log.items()}
+    guided = int(group["map/structure"].attrs["guided"][0])
+    axis = "xyz".index(table["goal_axis"])
+    out = {}
+    for path, items in by_log.items():
+        log = EpisodeLog(group, path)
+        for ref, e0 in zip(items, futures[path].result()):
+            frames = log.frames(ref.episode)
+            out[ref.label] = {"ref": ref, "e0": e0, "steps": log.steps(ref.episode)["energy"],
+                              "coordinate": frames[:, guided, axis]}
+    return out
+
+
+def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int, temperature_K: float,
+                 distance_A: float, prominence: float, neb_settings: dict, baseline: bool = True,
+                 min_length_A: float = 1.0, log: Callable[[str], None] = print) -> dict:
+    """Refine the ``top`` pathways of a MAP store (and the baseline) by piecewise NEB; rank them by TST time.
+
+    Parameters
+    ----------
+    config
+        Validated configuration (``[campaign]`` seed, ``[map]`` table).
+    group
+        The campaign root, read-write (this driver writes ``map/pathways``).
+    store_path
+        Path of the store (the apps open it read-only).
+    parsl_config
+        A fresh Parsl config with a ``"cpu"`` executor.
+    top
+        Episodes refined, chosen by the TST time of their raw profiles.
+    temperature_K, distance_A
+        TST temperature, and the distance each time is scaled to.
+    prominence
+        Smallest prominence (eV) of a profile maximum that makes a segment.
+    neb_settings
+        Keyword arguments of :class:`mapcvd.map.neb.NebSettings`.
+    baseline
+        Also refine the straight drag along the goal axis.
+    min_length_A
+        Episodes that advance less are not candidates.
+
+    Returns
+    -------
+    dict
+        ``ranking`` (rows, fastest first), ``baseline`` (its row or None), ``candidates``,
+        ``seconds``.
+    """
+    import parsl  # noqa: PLC0415
+    from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
+
+    from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
+
+    if top < 1:
+        raise InputError(f"--top must be >= 1, got {top}")
+    NebSettings(**neb_settings)  # refuse bad settings before any work
+    table = config["map"]
+    seed = config["campaign"]["seed"]
+    refs = candidate_episodes(group, min_length_A)
+    if not refs and not baseline:
+        raise InputError(f"the store holds no episode with frames that advances {min_length_A:g} A or more: "
+                         "run 'mapcvd map train' or 'mapcvd map evaluate' first")
+    settings = {"temperature_K": temperature_K, "distance_A": distance_A, "prominence_eV": prominence,
+                "top": top, "neb": dict(neb_settings), "min_length_A": min_length_A}
+    set_stage_status(group, "map_paths", "running")
+    start = time.perf_counter()
+    try:
+        with run_parsl(parsl_config):
+            cpu = ["cpu"]
+            if baseline:
+                _store_baseline(group, store_path, table, seed, parsl.python_app(baseline_task, executors=cpu), log)
+                summary = EpisodeLog(group, BASELINE_LOG).summary()
+                base_ref = EpisodeRef(BASELINE_LOG, 0, episode_label(BASELINE_LOG, 0),
+                                      float(summary["progress_A"][0]), int(summary["actions"][0]))
+            profiles = _profiles(group, store_path, table, refs + ([base_ref] if baseline else []),
+                                 parsl.python_app(frame0_energy_task, executors=cpu))
+            rows = {}
+            for label, p in profiles.items():
+                energy = profile_of(p["e0"], p["steps"])
+                segments = segment_profile(energy, prominence)
+                raw = [s.raw_barriers(energy)[0] for s in segments]
+                length = float(p["coordinate"][-1] - p["coordinate"][0])
+                _, raw_scaled = pathway_time(raw, length, temperature_K, distance_A)
+                rows[label] = {"label": label, "ref": p["ref"], "energy": energy, "segments": segments,
+                               "raw_barriers": raw, "length": length, "coordinate": p["coordinate"],
+                               "raw_scaled": raw_scaled if segments else math.inf}
+            learned = sorted((r for r in rows.values() if r["ref"].log != BASELINE_LOG),
+                             key=lambda r: (r["raw_scaled"], r["label"]))
+            chosen = learned[:top] + ([rows["baseline"]] if baseline else [])
+            log(f"pathways: {len(refs)} candidate episode(s); refining {len(chosen)} "
+                f"({sum(len(r['segments']) for r in chosen)} segments) by piecewise NEB")
+            segment_app = parsl.python_app(segment_task, executors=cpu)
+            futures = {}
+            for row in chosen:
+                begin_pathway(group, row["label"], row["energy"], row["coordinate"],
+                              [(s.start, s.peak, s.end) for s in row["segments"]])
+                row["results"] = [None] * len(row["segments"])
+                for k, s in enumerate(row["segments"]):
+                    future = segment_app(store_path, table, row["ref"].log, row["ref"].episode, s.start, s.end,
+                                         dict(neb_settings))
+                    futures[future] = (row, k)
+            for future in as_completed(futures):
+                row, k = futures[future]
+                result = future.result()
+                write_segment(group, row["label"], k, result)
+                row["results"][k] = result
+                state = "converged" if result["converged"] else "NOT converged"
+                log(f"{row['label']} segment {k}: {result['barrier_forward_eV']:.3f} eV forward "
+                    f"(raw {row['raw_barriers'][k]:.3f} eV), {state}, {result['seconds']:.0f} s")
+            ranking = [_finish(group, row, temperature_K, distance_A) for row in chosen]
+        base_row = ranking.pop() if baseline else None
+        ranking.sort(key=lambda r: (math.inf if r["time_scaled_s"] is None else r["time_scaled_s"], r["label"]))
+        write_ranking(group, ranking, settings, base_row)
+    except KeyboardInterrupt:
+        set_stage_status(group, "map_paths", "pending")
+        raise
+    except BaseException:
+        set_stage_status(group, "map_paths", "failed")
+        raise
+    set_stage_status(group, "map_paths", "done")
+    return {"ranking": ranking, "baseline": base_row, "candidates": len(refs),
+            "seconds": time.perf_counter() - start}
+
+
+def _finish(group, row: dict, temperature_K: float, distance_A: float) -> dict:
+    """Stitch one pathway, compute its times, commit it; return its ranking row."""
+    results = row["results"]
+    stitched = stitch(results)
+    barriers = [r["barrier_forward_eV"] for r in results]
+    time_s, scaled = pathway_time(barriers, row["length"], temperature_K, distance_A)
+    if not results:  # no barrier above the prominence: no time
+        time_s, scaled = math.nan, math.nan
+    ref = row["ref"]
+    attrs = {
+        "label": row["label"], "source": ref.log, "episode": int(ref.episode), "length_A": row["length"],
+        "raw_barriers_eV": [float(b) for b in row["raw_barriers"]], "barriers_eV": [float(b) for b in barriers],
+        "converged": bool(all(r["converged"] for r in results)), "n_segments": len(results),
+        "time_s": _finite(time_s), "time_scaled_s": _finite(scaled),
+        "time_scaled_days": _finite(scaled / 86_400.0), "temperature_K": temperature_K, "distance_A": distance_A,
+        "raw_max_eV": [float(row["energy"][s.start : s.end + 1].max()) for s in row["segments"]],
+        "refined_max_eV": [float(np.max(r["energies"])) for r in results],
+    }
+    finish_pathway(group, row["label"], stitched, attrs)
+    return attrs
