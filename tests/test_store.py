@@ -365,3 +365,18 @@ def test_stage_info_is_recorded_per_stage_and_replaced(tmp_path):
     assert stage_info(reader) == {"map_train": {"started": 100.0, "deadline": 160.0}, "cvd_dataset": {"runs": 4}}
     with pytest.raises(StoreError, match="read-only"):
         set_stage_info(reader, "x", {})
+
+
+def test_stage_run_marks_done_failed_or_pending(tmp_path):
+    from mapcvd.store import stage_run
+
+    group = create_campaign(tmp_path / "c.zarr", config={})
+    with stage_run(group, "a") as outcome:
+        assert stage_statuses(group)["a"] == "running"
+    with stage_run(group, "b") as outcome:
+        outcome["status"] = "failed"
+    with pytest.raises(ValueError), stage_run(group, "c"):
+        raise ValueError("boom")
+    with pytest.raises(KeyboardInterrupt), stage_run(group, "d"):
+        raise KeyboardInterrupt
+    assert stage_statuses(group) == {"a": "done", "b": "failed", "c": "failed", "d": "pending"}

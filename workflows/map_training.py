@@ -154,14 +154,13 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     from mapcvd.workflows.sites import has_gpu_executor, run_parsl  # noqa: PLC0415
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
-    from mapcvd.store import set_stage_info, set_stage_status  # noqa: PLC0415
+    from mapcvd.store import set_stage_info, stage_run  # noqa: PLC0415
 
     table = config["map"]
     seed = config["campaign"]["seed"]
     system = prepare_map(group, table, structure)
-    set_stage_status(group, "map_train", "running")
     start = time.perf_counter()
-    try:
+    with stage_run(group, "map_train"):
         with run_parsl(parsl_config):
             learner_label = "gpu" if has_gpu_executor(parsl_config) else "cpu"
             deadline = time.time() + 60.0 * table["minutes"]
@@ -185,13 +184,6 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
                         on_progress(snapshot)
                     last = time.perf_counter()
             results = {"actors": [f.result() for f in actors], "learner": learner.result()}
-    except KeyboardInterrupt:
-        set_stage_status(group, "map_train", "pending")
-        raise
-    except BaseException:
-        set_stage_status(group, "map_train", "failed")
-        raise
-    set_stage_status(group, "map_train", "done")
     results["seconds"] = time.perf_counter() - start
     return results
 
@@ -212,7 +204,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
 
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
     from mapcvd.map.evaluate import POLICIES, evaluation_log_path  # noqa: PLC0415
-    from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
     from mapcvd.store.replay import read_weights  # noqa: PLC0415
 
@@ -230,9 +222,8 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     writer = EpisodeWriter(group, evaluation_log_path(policy), n_atoms=len(system.atoms),
                            summary_fields=SUMMARY_FIELDS, step_fields=STEP_FIELDS, frames=True)
     first = writer.count
-    set_stage_status(group, f"map_evaluate_{policy}", "running")
     rows = []
-    try:
+    with stage_run(group, f"map_evaluate_{policy}"):
         with run_parsl(parsl_config):
             app = parsl.python_app(evaluation_task, executors=["cpu"])
             futures = [app(str(store_path), table, policy, weights, seed, first + k) for k in range(episodes)]
@@ -242,13 +233,6 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
                 rows.append(summary)
                 log(f"{policy} episode {int(summary['episode'])}: {int(summary['actions'])} actions, "
                     f"progress {summary['progress_A']:+.2f} A, return {summary['return']:+.2f}")
-    except KeyboardInterrupt:
-        set_stage_status(group, f"map_evaluate_{policy}", "pending")
-        raise
-    except BaseException:
-        set_stage_status(group, f"map_evaluate_{policy}", "failed")
-        raise
-    set_stage_status(group, f"map_evaluate_{policy}", "done")
     progress = [r["progress_A"] for r in rows]
     return {"policy": policy, "episodes": len(rows), "mean_progress_A": float(np.mean(progress)),
             "mean_return": float(np.mean([r["return"] for r in rows])), "progress_A": progress,

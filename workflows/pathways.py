@@ -194,7 +194,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     import parsl  # noqa: PLC0415
     from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
 
-    from mapcvd.store import set_stage_status  # noqa: PLC0415
+    from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
 
     if top < 1:
@@ -208,9 +208,8 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
                          "run 'mapcvd map train' or 'mapcvd map evaluate' first")
     settings = {"temperature_K": temperature_K, "distance_A": distance_A, "prominence_eV": prominence,
                 "top": top, "neb": dict(neb_settings), "min_length_A": min_length_A}
-    set_stage_status(group, "map_paths", "running")
     start = time.perf_counter()
-    try:
+    with stage_run(group, "map_paths"):
         with run_parsl(parsl_config):
             cpu = ["cpu"]
             if baseline:
@@ -257,13 +256,6 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
         base_row = ranking.pop() if baseline else None
         ranking.sort(key=lambda r: (math.inf if r["time_scaled_s"] is None else r["time_scaled_s"], r["label"]))
         write_ranking(group, ranking, settings, base_row)
-    except KeyboardInterrupt:
-        set_stage_status(group, "map_paths", "pending")
-        raise
-    except BaseException:
-        set_stage_status(group, "map_paths", "failed")
-        raise
-    set_stage_status(group, "map_paths", "done")
     return {"ranking": ranking, "baseline": base_row, "candidates": len(refs),
             "seconds": time.perf_counter() - start}
 

@@ -16,6 +16,7 @@ from mapcvd.store.campaign import (
     set_stage_info,
     set_stage_status,
     stage_info,
+    stage_run,
     stage_statuses,
     write_array_checkpoint,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "set_stage_info",
     "set_stage_status",
     "stage_info",
+    "stage_run",
     "stage_statuses",
     "write_array_checkpoint",
 ]

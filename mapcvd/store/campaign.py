@@ -35,6 +35,9 @@ what. Every process that touches a store follows these rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import json
 import re
 from datetime import datetime, timezone
@@ -310,6 +313,29 @@ def set_stage_status(group: zarr.Group, stage: str, status: str) -> None:
     stages = dict(_fresh_attrs(group).get("stages", {}))
     stages[stage] = status
     group.attrs["stages"] = stages
+
+
+@contextmanager
+def stage_run(group: zarr.Group, stage: str) -> Iterator[dict]:
+    """Mark ``stage`` running for the ``with`` block; then done, failed or pending.
+
+    The block may set ``outcome["status"]`` (default ``"done"``) to record, for
+    example, ``"failed"`` when some of its work failed without an exception. An
+    exception marks the stage ``"failed"``; Ctrl-C (KeyboardInterrupt) marks it
+    ``"pending"``, so that a resumed campaign runs it again. Only the campaign driver
+    may use this (root attributes have one writer).
+    """
+    outcome = {"status": "done"}
+    set_stage_status(group, stage, "running")
+    try:
+        yield outcome
+    except KeyboardInterrupt:
+        set_stage_status(group, stage, "pending")
+        raise
+    except BaseException:
+        set_stage_status(group, stage, "failed")
+        raise
+    set_stage_status(group, stage, outcome["status"])
 
 
 def set_stage_info(group: zarr.Group, stage: str, info: dict) -> None:
