@@ -150,27 +150,115 @@ def campaign():
 @click.option("--resume", is_flag=True, help="Continue an existing store (re-running on one does the same).")
 @click.option("--no-dashboard", is_flag=True, help="Print plain log lines instead of the live display.")
 def campaign_run(config_file, site, store_path, resume, no_dashboard):
-    """Run the campaign of CONFIG_FILE (default: the packaged demo) on a Parsl site."""
-    from mapcvd.config import load_config  # noqa: PLC0415
-    from mapcvd.store import open_or_create_campaign, stage_statuses  # noqa: PLC0415
-    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
-    from mapcvd.workflows.smoke import run_smoke  # noqa: PLC0415
+    """Run the whole campaign of CONFIG_FILE (default: the packaged demo) on a Parsl site.
 
-    config = load_config(config_file, overrides={"campaign": {"site": site, "store": store_path}})
-    site_name = config["campaign"]["site"]
+    MAP (training, greedy and random evaluation, piecewise NEB and TST times of the best
+    pathways) and, alongside it, CVD (reactive-MD dataset, NADE-CVD, agent, validation),
+    in one Parsl run. On an existing store (or with --resume) done stages are skipped and
+    the others continue; without CONFIG_FILE an existing store keeps its stored settings.
+    Ctrl-C stops cleanly and leaves unfinished stages pending.
+    """
+    from mapcvd.config import load_config, validate  # noqa: PLC0415
+    from mapcvd.store import open_campaign, open_or_create_campaign  # noqa: PLC0415
+    from mapcvd.workflows.campaign import campaign_site, check_campaign, run_campaign  # noqa: PLC0415
+
+    overrides = {"campaign": {"site": site, "store": store_path}}
+    config = load_config(config_file, overrides=overrides)
     path = Path(config["campaign"]["store"])
-    run_dir = path.parent / (path.name + ".runinfo")
-    parsl_config = load_site(site_name, run_dir=str(run_dir))  # bad site fails before any work
-    if resume and not path.exists():
+    exists = path.is_dir() and any(path.iterdir())
+    if resume and not exists:
         raise InputError(f"--resume given but no store exists at {path}")
+    if exists and config_file is None:  # continue with the store's own settings
+        stored = dict(open_campaign(path, "r").attrs.get("config") or {})
+        stored["campaign"] = {**stored.get("campaign", {}), **{k: v for k, v in overrides["campaign"].items() if v}}
+        config = validate(stored)
+    check_campaign(config)
+    site_name = config["campaign"]["site"]
+    run_dir = path.parent / (path.name + ".runinfo")
+    parsl_config = campaign_site(site_name, str(run_dir), config)  # a bad site fails before any work
     group, created = open_or_create_campaign(path, config=config, seeds={"campaign": config["campaign"]["seed"]})
-    _log(f"{'created' if created else 'continuing'} campaign store {path}")
-    summary = run_smoke(config, group, parsl_config, log=_log)
-    _log(f"stages: {json.dumps(stage_statuses(group))}")
-    _log(
-        f"done: smoke campaign on site '{site_name}' in {summary['wall_seconds']:.1f} s "
-        f"({summary['md_seconds']:.1f} s inside LAMMPS); results in {path}"
-    )
+    _log(f"{'created' if created else 'continuing'} campaign store {path}; site '{site_name}', "
+         f"{config['map']['actors']} MAP actor(s) for {config['map']['minutes']:g} min alongside "
+         f"{config['cvd_learning']['runs']} CVD runs")
+
+    def work(log):
+        return run_campaign(config, group, str(path), parsl_config, log=log)
+
+    start = time.perf_counter()
+    if sys.stdout.isatty() and not no_dashboard:
+        summary = _with_dashboard(path, work)
+    else:
+        summary = work(_log)
+    _log(f"stages: {json.dumps(summary['stages'])}")
+    for line in _campaign_summary(summary["results"]):
+        _log(line)
+    _log(f"done: campaign '{config['campaign']['name']}' on site '{site_name}' in "
+         f"{time.perf_counter() - start:.0f} s; results in {path} (mapcvd campaign report {path})")
+
+
+def _with_dashboard(path: Path, work):
+    """Run ``work(log)`` under the live dashboard, redrawn from the store every 2 s by a thread."""
+    import threading  # noqa: PLC0415
+
+    from rich.live import Live  # noqa: PLC0415
+
+    from mapcvd.dashboard import collect, render  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    history: dict = {}
+
+    def view():
+        return render(collect(open_campaign(path, "r"), path=path, history=history))
+
+    stop = threading.Event()
+    with Live(view(), console=_console(), auto_refresh=False, transient=False) as live:
+        def refresh() -> None:
+            while not stop.wait(2.0):
+                try:
+                    live.update(view(), refresh=True)
+                except Exception:  # noqa: BLE001 - a store caught mid-write: try again next time
+                    pass
+
+        def log(message: str) -> None:
+            live.console.print(f"[{time.strftime('%H:%M:%S')}] {message}", markup=False, highlight=False)
+
+        thread = threading.Thread(target=refresh, name="dashboard", daemon=True)
+        thread.start()
+        try:
+            return work(log)
+        finally:
+            stop.set()
+            thread.join(10.0)
+            try:
+                live.update(view(), refresh=True)
+            except Exception:  # noqa: BLE001 - the final redraw is a nicety
+                pass
+
+
+def _campaign_summary(results: dict) -> list[str]:
+    """One line per headline result of the stages run now."""
+    lines = []
+    for policy in ("greedy", "random"):
+        r = results.get(f"map_evaluate_{policy}")
+        if r:
+            lines.append(f"MAP {policy}: {r['episodes']} episode(s), mean progress {r['mean_progress_A']:+.2f} A, "
+                         f"mean return {r['mean_return']:+.2f}")
+    paths = results.get("map_paths")
+    if paths:
+        for row in paths["ranking"][:3] + ([paths["baseline"]] if paths["baseline"] else []):
+            t = row["time_scaled_s"]
+            barriers = ", ".join(f"{b:.2f}" for b in row["barriers_eV"]) or "none above the prominence"
+            lines.append(f"pathway {row['label']}: barriers (eV) {barriers}, "
+                         + ("no TST time" if t is None else f"{t:.3g} s ({row['time_scaled_days']:.3g} days)"))
+    nade = results.get("cvd_nade")
+    if nade:
+        lines.append("NADE-CVD held-out MAE (free-running): "
+                     + ", ".join(f"{k} {v:.4f}" for k, v in nade["mae_free_run"].items()))
+    agent = results.get("cvd_agent")
+    if agent:
+        c = agent["comparison"]
+        lines.append(f"agent expected return {c['agent']:.4f} vs random {c['random']:.4f}")
+    return lines
 
 
 @campaign.command("status")
@@ -201,6 +289,23 @@ def campaign_status(store_path, as_json, watch, interval, keep_watching):
     else:
         for line in plain_lines(snapshot):
             click.echo(line)
+
+
+@campaign.command("report")
+@click.argument("store_path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of index.html and its PNG figures (default: STORE.report next to the store).")
+def campaign_report(store_path, out_dir):
+    """One HTML page of a campaign store: figures and a summary table (read-only; safe while it runs)."""
+    from mapcvd.report import write_campaign_report  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+
+    root = open_campaign(store_path, mode="r")
+    out = out_dir or store_path.parent / (store_path.name.removesuffix(".zarr") + ".report")
+    result = write_campaign_report(root, out, store_path=store_path)
+    for note in result["notes"]:
+        _log(f"note: {note}")
+    _log(f"wrote {result['html']} with {len(result['figures'])} figure(s)")
 
 
 register(cli)

@@ -40,26 +40,3 @@ def test_smoke_graph_on_threads_writes_store(tmp_path):
     numbers = stored["smoke/structures/silica_water/numbers"][:]
     assert sorted(set(numbers.tolist())) == [1, 8, 14]
     assert any("submitted 2 ReaxFF apps" in line for line in lines)
-
-
-@pytest.mark.heavy
-@pytest.mark.timeout(900)
-def test_demo_command_on_local_htex(tmp_path):
-    """The README's demo command, on the local HighThroughputExecutor site."""
-    store = tmp_path / "demo.zarr"
-    result = subprocess.run(
-        [sys.executable, "-m", "mapcvd.cli", "campaign", "run", "--store", str(store)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "done: smoke campaign on site 'local'" in result.stdout
-    status = subprocess.run(
-        [sys.executable, "-m", "mapcvd.cli", "campaign", "status", str(store), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert json.loads(status.stdout)["stages"] == {"structures": "done", "smoke_md": "done"}

@@ -94,8 +94,9 @@ def run_rows(
         The table to fill; this process is its only writer.
     rows : sequence of int
         Rows to run (their ``schedule`` is read from the table).
-    parsl_config : parsl.config.Config
-        A fresh site configuration with an executor ``"cpu"``.
+    parsl_config : parsl.config.Config or None
+        A fresh site configuration with an executor ``"cpu"``, or None to run inside
+        the Parsl configuration already loaded.
     cvd_table : dict
         The ``[cvd]`` configuration table, passed to every app.
     seed, salt : int
@@ -119,7 +120,7 @@ def run_rows(
     import concurrent.futures as cf
 
     import parsl
-    from mapcvd.workflows.parsl_runtime import run_parsl
+    from mapcvd.workflows.parsl_runtime import parsl_block
 
     from mapcvd.cvd.validation import md_seed
     from mapcvd.store.cvd_dataset import check_result
@@ -136,7 +137,7 @@ def run_rows(
     S, k = table.n_stages, table.n_species
     app = parsl.python_app(rmd_app, executors=["cpu"])
 
-    with run_parsl(parsl_config):
+    with parsl_block(parsl_config):
         futures: dict = {}
 
         def submit(i: int, tries: int) -> None:
@@ -236,8 +237,8 @@ def run_dataset(
     ----------
     group : zarr.Group
         Root of the campaign store, read-write (this process is the only writer).
-    parsl_config : parsl.config.Config
-        Fresh site configuration.
+    parsl_config : parsl.config.Config or None
+        Fresh site configuration, or None to run inside the one already loaded.
     config : dict
         Validated configuration (``[campaign]`` seed, ``[cvd_learning]`` retries).
     runs : int
@@ -260,7 +261,7 @@ def run_dataset(
         ``submitted`` (rows run), ``created`` and ``complete`` (all ``runs`` rows done).
     """
     from mapcvd.cvd.validation import dataset_schedules, ranges_from_dict
-    from mapcvd.store import set_stage_status
+    from mapcvd.store import stage_run
     from mapcvd.store.cvd_dataset import STATUS
 
     table, created = open_dataset(group, config=config, rmd=rmd, species=species)
@@ -276,17 +277,12 @@ def run_dataset(
         f"{len(todo)} to run ({n_failed_before} failed before)"
         + (f"; {table.n_runs - runs} more rows stored beyond --runs are left as they are"
            if table.n_runs > runs else ""))
-    set_stage_status(group, "cvd_dataset", "running")
-    try:
+    with stage_run(group, "cvd_dataset") as outcome:  # Ctrl-C leaves it pending
         summary = run_rows(table, todo, parsl_config, cvd_table=attrs["cvd"], seed=attrs["seed"],
                            salt=DATASET_SALT, retries=config["cvd_learning"]["retries"],
                            run_fn=run_fn, progress=progress)
-    except BaseException:
-        set_stage_status(group, "cvd_dataset", "failed")
-        raise
-    counts = table.counts()
-    final = table.status()[:runs]
-    complete = bool(np.all(final == STATUS["done"]))
-    set_stage_status(group, "cvd_dataset", "done" if complete else "failed")
+        counts = table.counts()
+        complete = bool(np.all(table.status()[:runs] == STATUS["done"]))
+        outcome["status"] = "done" if complete else "failed"
     summary.update(counts=counts, submitted=len(todo), created=created, complete=complete)
     return summary

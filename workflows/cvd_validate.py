@@ -41,8 +41,8 @@ def run_validation(
     ----------
     group : zarr.Group
         Campaign root, read-write (this process is the only writer).
-    parsl_config : parsl.config.Config
-        Fresh site configuration.
+    parsl_config : parsl.config.Config or None
+        Fresh site configuration, or None to run inside the one already loaded.
     schedules : array (M, S, 4)
         The agent's best schedules, best first.
     top : int
@@ -65,7 +65,7 @@ def run_validation(
         :func:`run_rows`'s summary plus ``counts`` and ``submitted``.
     """
     from mapcvd.errors import StoreError
-    from mapcvd.store import set_stage_status
+    from mapcvd.store import stage_run
     from mapcvd.store.cvd_dataset import STATUS, VALIDATION_PATH, RunTable
 
     schedules = np.asarray(schedules, dtype=np.float64)
@@ -98,14 +98,47 @@ def run_validation(
     status = table.status()[:K]
     todo = np.flatnonzero(status != STATUS["done"])
     log(f"validation: {K - len(todo)} of {K} schedules already run, {len(todo)} to run")
-    set_stage_status(group, "cvd_validate", "running")
-    try:
+    with stage_run(group, "cvd_validate") as outcome:  # Ctrl-C leaves it pending
         summary = run_rows(table, todo, parsl_config, cvd_table=table.attrs["cvd"], seed=table.attrs["seed"],
                            salt=VALIDATION_SALT, retries=retries, run_fn=run_fn, progress=progress)
-    except BaseException:
-        set_stage_status(group, "cvd_validate", "failed")
-        raise
-    complete = bool(np.all(table.status()[:K] == STATUS["done"]))
-    set_stage_status(group, "cvd_validate", "done" if complete else "failed")
+        complete = bool(np.all(table.status()[:K] == STATUS["done"]))
+        outcome["status"] = "done" if complete else "failed"
     summary.update(counts=table.counts(), submitted=len(todo), complete=complete)
     return table, summary
+
+
+def validate_agent(group, parsl_config, *, config: dict, top: int | None = None, run_fn: RunFn | None = None,
+                   progress: Progress | None = None, log: Callable[[str], None] = print) -> dict:
+    """Validate the agent's ``top`` best stored schedules with reactive MD and report on them.
+
+    :func:`mapcvd.cvd.learning.validation_plan`, then :func:`run_validation`, then
+    :func:`mapcvd.cvd.learning.validation_report` (stored on the table).
+
+    Parameters
+    ----------
+    group : zarr.Group
+        Campaign root, read-write (this process is the only writer).
+    parsl_config : parsl.config.Config or None
+        Fresh site configuration, or None to run inside the one already loaded.
+    config : dict
+        Validated configuration (``[cvd_learning]`` validate_top, retries).
+    top : int, optional
+        Schedules to run (default: ``cvd_learning.validate_top``).
+    run_fn, progress, log
+        As in :func:`run_validation`.
+
+    Returns
+    -------
+    dict
+        ``plan`` (:func:`~mapcvd.cvd.learning.validation_plan`), ``table``, ``summary``
+        (:func:`run_validation`'s) and ``report``.
+    """
+    from mapcvd.cvd.learning import validation_plan, validation_report
+
+    plan = validation_plan(group, config, top)
+    table, summary = run_validation(
+        group, parsl_config, schedules=plan["schedules"], top=plan["top"], nade_mean=plan["mean"],
+        nade_std=plan["std"], agent_version=plan["agent_version"], dataset_attrs=plan["dataset"].attrs,
+        species=plan["species"], retries=config["cvd_learning"]["retries"], run_fn=run_fn, progress=progress,
+        log=log)
+    return {"plan": plan, "table": table, "summary": summary, "report": validation_report(table, plan)}

@@ -124,7 +124,7 @@ def prepare_map(group, table: dict, structure: str | None = None):
 def run_map_training(config: dict, group, store_path: str, parsl_config, *, structure: str | None = None,
                      log: Callable[[str], None] = print, report_seconds: float = 30.0,
                      on_progress: Callable[[dict], None] | None = None, max_episodes: int | None = None,
-                     max_updates: int | None = None) -> dict:
+                     max_updates: int | None = None, on_submitted: Callable[[], None] | None = None) -> dict:
     """Train MAP for ``config["map"]["minutes"]`` on the site of ``parsl_config``.
 
     Parameters
@@ -136,7 +136,9 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     store_path
         Path of the store (each app opens it itself).
     parsl_config
-        A fresh Parsl config (:func:`map_site`).
+        A fresh Parsl config (:func:`map_site`), or None to run inside the Parsl
+        configuration already loaded (it needs a ``"cpu"`` executor, and ``"gpu"``
+        for the learner when it has one).
     structure
         Structure file overriding ``map.structure`` (a new store only).
     log, report_seconds, on_progress
@@ -144,6 +146,9 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
         ``report_seconds``; ``on_progress`` gets the snapshot itself.
     max_episodes, max_updates
         Per-actor episode and learner update limits (tests).
+    on_submitted
+        Called once the learner and actor apps are submitted (the campaign submits
+        other apps only then, so that the actors get their workers first).
 
     Returns
     -------
@@ -151,7 +156,8 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
         ``actors`` (each actor's summary), ``learner`` (its summary), ``seconds``.
     """
     import parsl  # noqa: PLC0415
-    from mapcvd.workflows.sites import has_gpu_executor, run_parsl  # noqa: PLC0415
+    from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
+    from mapcvd.workflows.sites import has_gpu_executor  # noqa: PLC0415
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
     from mapcvd.store import set_stage_info, stage_run  # noqa: PLC0415
@@ -161,8 +167,8 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     system = prepare_map(group, table, structure)
     start = time.perf_counter()
     with stage_run(group, "map_train"):
-        with run_parsl(parsl_config):
-            learner_label = "gpu" if has_gpu_executor(parsl_config) else "cpu"
+        with parsl_block(parsl_config) as dfk:
+            learner_label = "gpu" if has_gpu_executor(dfk.config) else "cpu"
             deadline = time.time() + 60.0 * table["minutes"]
             set_stage_info(group, "map_train", {"started": time.time(), "deadline": deadline,
                                                 "minutes": table["minutes"], "actors": table["actors"]})
@@ -171,6 +177,8 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
             actor_app = parsl.python_app(actor_task, executors=["cpu"])
             actors = [actor_app(str(store_path), table, i, deadline, seed, max_episodes)
                       for i in range(table["actors"])]
+            if on_submitted is not None:
+                on_submitted()
             log(f"MAP: {table['actors']} actor(s) on 'cpu', learner on '{learner_label}', "
                 f"{table['minutes']:g} min, {len(system.atoms)} atoms")
             futures = [learner, *actors]
@@ -192,6 +200,8 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
                        log: Callable[[str], None] = print) -> dict:
     """Play ``episodes`` evaluation episodes of ``policy`` in parallel apps; store and summarise them.
 
+    ``parsl_config`` is a fresh Parsl config, or None to run inside the one loaded.
+
     Returns
     -------
     dict
@@ -200,7 +210,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     """
     import numpy as np  # noqa: PLC0415
     import parsl  # noqa: PLC0415
-    from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
+    from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
 
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
     from mapcvd.map.evaluate import POLICIES, evaluation_log_path  # noqa: PLC0415
@@ -224,7 +234,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     first = writer.count
     rows = []
     with stage_run(group, f"map_evaluate_{policy}"):
-        with run_parsl(parsl_config):
+        with parsl_block(parsl_config):
             app = parsl.python_app(evaluation_task, executors=["cpu"])
             futures = [app(str(store_path), table, policy, weights, seed, first + k) for k in range(episodes)]
             for future in as_completed(futures):

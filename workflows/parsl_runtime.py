@@ -20,7 +20,7 @@ from parsl.config import Config
 from parsl.dataflow.dflow import DataFlowKernel
 from parsl.errors import NoDataFlowKernelError
 
-__all__ = ["run_parsl"]
+__all__ = ["parsl_block", "run_parsl"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,3 +147,29 @@ def run_parsl(config: Config, *, grace: float = 5.0) -> Iterator[DataFlowKernel]
             pools = _pool_processes(dfk.run_dir)
         _shutdown(dfk, pools, grace)
 
+
+
+@contextlib.contextmanager
+def parsl_block(config: Config | None) -> Iterator[DataFlowKernel]:
+    """:func:`run_parsl` for ``config``; with ``None``, the DataFlowKernel already loaded.
+
+    Drivers take ``parsl_config=None`` to submit their apps inside a kernel that a
+    caller loaded (the campaign runs several drivers inside one ``run_parsl`` block:
+    Parsl loads one kernel per process at a time).
+
+    Raises
+    ------
+    mapcvd.errors.InputError
+        ``config`` is None and no kernel is loaded.
+    """
+    if config is not None:
+        with run_parsl(config) as dfk:
+            yield dfk
+        return
+    try:
+        dfk = parsl.dfk()
+    except NoDataFlowKernelError:
+        from mapcvd.errors import InputError
+
+        raise InputError("no Parsl configuration is loaded: pass a site configuration") from None
+    yield dfk

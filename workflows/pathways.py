@@ -115,6 +115,24 @@ def segment_task(store_path: str, table: dict, log_path: str, episode: int, star
 
 
 # ------------------------------------------------------------------ driver
+def pathway_settings(table: dict) -> dict:
+    """Keyword arguments of :func:`run_pathways` from a ``[map]`` table (``map paths`` defaults).
+
+    Returns
+    -------
+    dict
+        ``top``, ``temperature_K``, ``distance_A``, ``prominence`` and ``neb_settings``
+        (checked by :class:`~mapcvd.map.neb.NebSettings`).
+    """
+    neb_settings = {"images": table["neb_images"], "climb": table["neb_climb"], "fmax": table["neb_fmax_eV_A"],
+                    "max_steps": table["neb_max_steps"], "spring": table["neb_spring_eV_A2"],
+                    "optimizer": table["neb_optimizer"], "driver": table["neb_driver"]}
+    NebSettings(**neb_settings)
+    return {"top": table["paths_top"], "temperature_K": table["tst_temperature_K"],
+            "distance_A": 10.0 * table["tst_distance_nm"], "prominence": table["segment_prominence_eV"],
+            "neb_settings": neb_settings}
+
+
 def _finite(value):
     """JSON-safe number: NaN and inf become None."""
     value = float(value)
@@ -171,7 +189,8 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     store_path
         Path of the store (the apps open it read-only).
     parsl_config
-        A fresh Parsl config with a ``"cpu"`` executor.
+        A fresh Parsl config with a ``"cpu"`` executor, or None to run inside the
+        Parsl configuration already loaded.
     top
         Episodes refined, chosen by the TST time of their raw profiles.
     temperature_K, distance_A
@@ -192,7 +211,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
         ``seconds``.
     """
     import parsl  # noqa: PLC0415
-    from mapcvd.workflows.sites import run_parsl  # noqa: PLC0415
+    from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
 
     from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
@@ -210,7 +229,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
                 "top": top, "neb": dict(neb_settings), "min_length_A": min_length_A}
     start = time.perf_counter()
     with stage_run(group, "map_paths"):
-        with run_parsl(parsl_config):
+        with parsl_block(parsl_config):
             cpu = ["cpu"]
             if baseline:
                 _store_baseline(group, store_path, table, seed, parsl.python_app(baseline_task, executors=cpu), log)

@@ -218,7 +218,8 @@ def local_config(
         probed (that would import torch here); say ``gpu=True`` when there is one.
         The worker inherits ``CUDA_VISIBLE_DEVICES`` from this process.
     max_workers : int, optional
-        Workers of ``"cpu"``. Default: one per core, ``os.cpu_count()``.
+        Workers of ``"cpu"``. Default: one per core, ``os.cpu_count()``; more than
+        the cores share them (``cores_per_worker`` below 1).
     worker_init : str, optional
         Shell lines run before the worker pools start.
 
@@ -244,7 +245,8 @@ def local_config(
             label=CPU,
             interchange_launch_cmd=_interchange_cmd(),
             address="127.0.0.1",
-            cores_per_worker=1,
+            # more workers than cores share them (HTEX would otherwise start one per core only)
+            cores_per_worker=1 if workers <= _cores() else _cores() / (workers + 0.5),
             max_workers_per_node=workers,
             provider=LocalProvider(
                 init_blocks=1,

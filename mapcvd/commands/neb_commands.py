@@ -165,12 +165,11 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
               as_json):
     """Rank a store's pathways by TST time after piecewise NEB; write a table, plots and transition states."""
     from mapcvd.commands.map_commands import _map_config  # noqa: PLC0415
-    from mapcvd.map.neb import NebSettings  # noqa: PLC0415
     from mapcvd.map.pathway_report import write_report  # noqa: PLC0415
     from mapcvd.map.tst import parse_temperature  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
     from mapcvd.workflows.map_training import map_site  # noqa: PLC0415
-    from mapcvd.workflows.pathways import run_pathways  # noqa: PLC0415
+    from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
 
     group = open_campaign(store_path, "r+")
     config = _map_config(None, store_path, {"campaign": {"site": site}})
@@ -183,10 +182,7 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
         raise InputError("--top, --distance and --prominence must be positive")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    neb_settings = {"images": table["neb_images"], "climb": table["neb_climb"], "fmax": table["neb_fmax_eV_A"],
-                    "max_steps": table["neb_max_steps"], "spring": table["neb_spring_eV_A2"],
-                    "optimizer": table["neb_optimizer"], "driver": table["neb_driver"]}
-    NebSettings(**neb_settings)
+    neb_settings = pathway_settings(table)["neb_settings"]
     quiet = (lambda _line: None) if as_json else log
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     site_name = config["campaign"]["site"]

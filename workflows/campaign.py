@@ -1,0 +1,315 @@
+"""The whole campaign as one Parsl graph: the MAP branch and the CVD branch side by side.
+
+``mapcvd campaign run`` drives, inside ONE loaded Parsl configuration (Parsl loads one
+DataFlowKernel per process at a time), two branches from two driver threads:
+
+* MAP (Chen et al., seed 000): training (N actor apps and one learner app,
+  :func:`~mapcvd.workflows.map_training.run_map_training`) -> evaluation of the
+  greedy policy and, for the comparison, of the random one
+  (:func:`~mapcvd.workflows.map_training.run_map_evaluation`) -> segmentation of the
+  best pathways and their piecewise NEB apps in parallel, then their TST times
+  (:func:`~mapcvd.workflows.pathways.run_pathways`);
+* CVD (Rajak et al. 2021), submitted once the MAP actors are (so that they get their
+  workers first): dataset of reactive-MD apps
+  (:func:`~mapcvd.workflows.cvd_dataset.run_dataset`) -> NADE-CVD -> REINFORCE agent
+  (:mod:`mapcvd.cvd.learning`, in the driver) -> reactive-MD validation apps of the
+  agent's best schedules (:func:`~mapcvd.workflows.cvd_validate.validate_agent`).
+
+Every stage records its status in the store (:data:`MAP_STAGES`, :data:`CVD_STAGES`).
+Resume: a stage already ``done`` is skipped; the others continue from what the store
+holds (MAP training from its replay and weights, the dataset from its done runs,
+evaluation up to the configured episode count). A failure ends its own branch only;
+the other branch goes on, and :class:`~mapcvd.errors.MapcvdError` names the failed
+stages at the end. Ctrl-C stops Parsl (``run_parsl``) and leaves every stage that was
+not finished ``pending``.
+
+Only this process writes the root attributes (both threads share one root handle;
+:mod:`mapcvd.store.campaign` serialises the stage writes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from mapcvd.errors import InputError, MapcvdError
+
+__all__ = ["CVD_STAGES", "MAP_STAGES", "STAGES", "campaign_site", "check_campaign", "run_campaign"]
+
+MAP_STAGES = ("map_train", "map_evaluate_greedy", "map_evaluate_random", "map_paths")
+CVD_STAGES = ("cvd_dataset", "cvd_nade", "cvd_agent", "cvd_validate")
+STAGES = MAP_STAGES + CVD_STAGES
+#: Seconds the branches get to notice a stopped Parsl before their stages are reset.
+_STOP_GRACE_S = 5.0
+
+
+class CampaignError(MapcvdError):
+    """A stage of the campaign failed (the message names the stages and their errors)."""
+
+
+def check_campaign(config: dict) -> None:
+    """Refuse settings the stages would refuse, before any work (one-line errors).
+
+    Raises
+    ------
+    mapcvd.errors.MapcvdError
+        A MAP table (:func:`~mapcvd.map.system.check_map_table`), a NEB setting, NADE
+        layer widths or a reactive-MD setting that does not work.
+    """
+    from mapcvd.workflows.pathways import pathway_settings  # noqa: PLC0415
+
+    from mapcvd.cvd.learning import parse_widths, rmd_settings  # noqa: PLC0415
+    from mapcvd.map.system import check_map_table  # noqa: PLC0415
+
+    check_map_table(config["map"])
+    pathway_settings(config["map"])
+    L = config["cvd_learning"]
+    parse_widths(L["nade_encoder"], "cvd_learning.nade_encoder")
+    parse_widths(L["nade_decoder"], "cvd_learning.nade_decoder")
+    rmd_settings(config)
+
+
+def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | None = None):
+    """A fresh Parsl config for the campaign on ``site``.
+
+    On ``local`` the learner gets its own executor (``"gpu"``, one worker) and
+    ``"cpu"`` has one worker per actor plus ``cvd_workers`` (default: the cores left
+    after the actors and the learner, at least one) for the CVD runs, evaluation and
+    NEB apps; on a small machine this oversubscribes the cores, on purpose. ``threads``
+    runs one app at a time on ``"cpu"`` (LAMMPS instances must not share a process)
+    and needs ``map.actors = 1``. Other sites are used as they are.
+    """
+    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
+
+    actors = config["map"]["actors"]
+    if site == "local":
+        extra = cvd_workers if cvd_workers is not None else max(1, (os.cpu_count() or 1) - actors - 1)
+        return load_site(site, run_dir=run_dir, gpu=True, max_workers=actors + max(1, extra))
+    if site == "threads":
+        if actors > 1:
+            raise InputError("the threads site runs one LAMMPS at a time: set map.actors = 1 or use the local site")
+        return load_site(site, run_dir=run_dir, gpu=True, max_threads=1)
+    return load_site(site, run_dir=run_dir)
+
+
+def _stored_episodes(group, path: str) -> int:
+    from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
+
+    try:
+        return len(EpisodeLog(group, path)) if path in group else 0
+    except Exception:  # noqa: BLE001 - an unreadable log counts as empty; the driver rewrites it
+        return 0
+
+
+class _Branch:
+    """One branch of stages run in a daemon thread; remembers its stages, results and error."""
+
+    def __init__(self, name: str, group, log: Callable[[str], None], stopping: threading.Event) -> None:
+        self.name, self.group, self.log, self.stopping = name, group, log, stopping
+        self.results: dict = {}
+        self.error: BaseException | None = None
+        self.failed_stage: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def stage(self, stage: str, fn: Callable[[], object]) -> bool:
+        """Run ``fn`` for ``stage`` unless it is done; False when it failed (the branch stops)."""
+        from mapcvd.store import set_stage_status, stage_statuses  # noqa: PLC0415
+
+        if stage_statuses(self.group).get(stage) == "done":
+            self.log(f"{stage}: done before, skipped")
+            return True
+        if self.stopping.is_set():  # Ctrl-C: start nothing more
+            return False
+        start = time.perf_counter()
+        try:
+            self.results[stage] = fn()
+        except Exception as exc:  # noqa: BLE001 - recorded; the other branch goes on
+            if self.stopping.is_set():  # Parsl was stopped under it: to be run again
+                set_stage_status(self.group, stage, "pending")
+                return False
+            self.error, self.failed_stage = exc, stage
+            if stage_statuses(self.group).get(stage) != "failed":
+                set_stage_status(self.group, stage, "failed")
+            self.log(f"{stage}: FAILED: {' '.join(str(exc).split()) or type(exc).__name__}")
+            return False
+        status = stage_statuses(self.group).get(stage)
+        if status != "done":
+            self.error, self.failed_stage = MapcvdError(f"{stage} ended {status}"), stage
+            self.log(f"{stage}: ended {status}")
+            return False
+        self.log(f"{stage}: done in {time.perf_counter() - start:.0f} s")
+        return True
+
+    def start(self, body: Callable[["_Branch"], None]) -> None:
+        def run() -> None:
+            try:
+                body(self)
+            except BaseException as exc:  # noqa: BLE001 - reported by the driver
+                self.error = self.error or exc
+
+        self.thread = threading.Thread(target=run, name=f"campaign-{self.name}", daemon=True)
+        self.thread.start()
+
+
+def _map_branch(config: dict, store_path: str, *, max_episodes: int | None, max_updates: int | None,
+                submitted: threading.Event):
+    from mapcvd.workflows.map_training import run_map_evaluation, run_map_training  # noqa: PLC0415
+    from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
+
+    from mapcvd.map.evaluate import evaluation_log_path  # noqa: PLC0415
+
+    table = config["map"]
+
+    def body(branch: _Branch) -> None:
+        group, log = branch.group, branch.log
+        try:
+            trained = branch.stage("map_train", lambda: run_map_training(
+                config, group, store_path, None, log=log, max_episodes=max_episodes, max_updates=max_updates,
+                on_submitted=submitted.set))
+        finally:
+            submitted.set()  # skipped or failed: the CVD branch need not wait
+        if not trained:
+            return
+        for policy in ("greedy", "random"):
+            def evaluate(policy=policy):
+                from mapcvd.store import set_stage_status  # noqa: PLC0415
+
+                left = table["eval_episodes"] - _stored_episodes(group, evaluation_log_path(policy))
+                if left <= 0:  # an interrupted run had stored them all
+                    set_stage_status(group, f"map_evaluate_{policy}", "done")
+                    return None
+                return run_map_evaluation(config, group, store_path, None, policy=policy, episodes=left, log=log)
+
+            if not branch.stage(f"map_evaluate_{policy}", evaluate):
+                return
+        branch.stage("map_paths", lambda: run_pathways(config, group, store_path, None, log=log,
+                                                       **pathway_settings(table)))
+
+    return body
+
+
+def _cvd_branch(config: dict, *, run_fn, after: threading.Event):
+    from mapcvd.workflows.cvd_dataset import run_dataset  # noqa: PLC0415
+    from mapcvd.workflows.cvd_validate import validate_agent  # noqa: PLC0415
+
+    from mapcvd.cvd.learning import fit_agent, fit_nade, rmd_settings  # noqa: PLC0415
+
+    def body(branch: _Branch) -> None:
+        group, log = branch.group, branch.log
+        rmd, species = rmd_settings(config)
+        after.wait()  # the MAP actors are submitted first, so they get their workers
+        ok = branch.stage("cvd_dataset", lambda: run_dataset(
+            group, None, config=config, runs=config["cvd_learning"]["runs"], rmd=rmd, species=species,
+            run_fn=run_fn, log=log, progress=_dataset_events(log)))
+        ok = ok and branch.stage("cvd_nade", lambda: _summary(fit_nade(group, config, log=log),
+                                                            ("version", "n", "mae_free_run", "seconds")))
+        ok = ok and branch.stage("cvd_agent", lambda: _summary(fit_agent(group, config, log=log),
+                                                             ("comparison", "policy_version", "seconds")))
+        ok and branch.stage("cvd_validate", lambda: validate_agent(group, None, config=config, run_fn=run_fn,
+                                                                   log=log)["report"])
+
+    return body
+
+
+def _summary(result: dict, keys: tuple[str, ...]) -> dict:
+    return {k: result[k] for k in keys}
+
+
+def _dataset_events(log: Callable[[str], None]) -> Callable[[dict], None]:
+    def on_event(e: dict) -> None:
+        if e["event"] == "start":
+            log(f"cvd_dataset: {e['total']} reactive-MD runs submitted")
+        elif e["event"] == "done":
+            log(f"cvd_dataset: run {e['row']} done ({e['done']}/{e['total']})")
+        else:
+            log(f"cvd_dataset: run {e['row']} {e['event']}: {e['message']}")
+
+    return on_event
+
+
+def run_campaign(config: dict, group, store_path: str, parsl_config, *, log: Callable[[str], None] = print,
+                 run_fn=None, max_episodes: int | None = None, max_updates: int | None = None,
+                 poll_s: float = 0.5) -> dict:
+    """Run (or continue) the whole campaign inside one Parsl configuration.
+
+    Parameters
+    ----------
+    config : dict
+        Validated configuration.
+    group : zarr.Group
+        Campaign root, read-write; this process is its only writer.
+    store_path : str
+        Path of the store (the apps open it themselves).
+    parsl_config : parsl.config.Config
+        A fresh site configuration (:func:`campaign_site`).
+    log : callable(str)
+        Log lines of both branches (called from their threads).
+    run_fn : callable, optional
+        What each CVD app runs instead of the reactive MD (tests).
+    max_episodes, max_updates : int, optional
+        Per-actor episode and learner update limits of MAP training (tests).
+    poll_s : float
+        Seconds between checks of the branches.
+
+    Returns
+    -------
+    dict
+        ``stages`` (name -> status at the end), ``results`` (stage -> what its driver
+        returned, for the stages run now) and ``seconds``.
+
+    Raises
+    ------
+    CampaignError
+        After both branches ended, when a stage failed (naming it and its error).
+    KeyboardInterrupt
+        On Ctrl-C, after Parsl stopped; unfinished stages are left ``pending``.
+    """
+    from mapcvd.workflows.parsl_runtime import run_parsl  # noqa: PLC0415
+
+    from mapcvd.store import set_stage_status, stage_statuses  # noqa: PLC0415
+
+    check_campaign(config)
+    for stage in STAGES:
+        if stage not in stage_statuses(group):
+            set_stage_status(group, stage, "pending")
+    before = stage_statuses(group)
+    todo = [s for s in STAGES if before.get(s) != "done"]
+    log(f"stages to run: {', '.join(todo) or 'none'}"
+        + (f"; done before: {', '.join(s for s in STAGES if s not in todo)}" if len(todo) < len(STAGES) else ""))
+    start = time.perf_counter()
+    stopping = threading.Event()
+    branches = [_Branch("map", group, log, stopping), _Branch("cvd", group, log, stopping)]
+    try:
+        with run_parsl(parsl_config):
+            submitted = threading.Event()
+            branches[0].start(_map_branch(config, str(store_path), max_episodes=max_episodes,
+                                          max_updates=max_updates, submitted=submitted))
+            branches[1].start(_cvd_branch(config, run_fn=run_fn, after=submitted))
+            try:
+                while any(b.thread.is_alive() for b in branches):
+                    time.sleep(poll_s)
+            except KeyboardInterrupt:
+                stopping.set()  # before Parsl stops: the branches start nothing more
+                raise
+    except KeyboardInterrupt:
+        stopping.set()
+        deadline = time.time() + _STOP_GRACE_S
+        for b in branches:
+            if b.thread is not None:
+                b.thread.join(max(0.0, deadline - time.time()))
+        for stage, status in stage_statuses(group).items():
+            if stage in todo and status != "done":
+                set_stage_status(group, stage, "pending")
+        log("interrupted: Parsl stopped; unfinished stages left pending (run again to resume)")
+        raise
+    stages = stage_statuses(group)
+    results = {k: v for b in branches for k, v in b.results.items()}
+    failed = [b for b in branches if b.error is not None]
+    if failed:
+        raise CampaignError("; ".join(
+            f"stage {b.failed_stage or b.name} failed: {' '.join(str(b.error).split()) or type(b.error).__name__}"
+            for b in failed))
+    return {"stages": {s: stages.get(s) for s in STAGES}, "results": results,
+            "seconds": time.perf_counter() - start}
