@@ -236,3 +236,65 @@ def test_readme_demo_finishes_every_stage_within_15_minutes(tmp_path):
     report = cli("campaign", "report", store, "--out", tmp_path / "report")
     assert report.returncode == 0, report.stderr
     assert len(list((tmp_path / "report").glob("*.png"))) >= 5
+
+
+def _wait_for(predicate, store, timeout=120.0, what=""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            if (store / "zarr.json").is_file() and predicate(open_campaign(store, "r")):
+                return
+        except Exception:  # noqa: BLE001 - the store may be caught mid-write: look again
+            continue
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _dataset_done(group) -> int:
+    return RunTable.open(group, DATASET_PATH).counts()["done"] if DATASET_PATH in group else 0
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(900)
+def test_sigkill_during_training_and_during_the_dataset_then_resume_loses_and_repeats_nothing(tmp_path):
+    """Issue 6: a campaign killed with SIGKILL (no cleanup at all) twice resumes to the end exactly once."""
+    table = {**TINY, "map": {**TINY["map"], "minutes": 0.3},
+             "cvd": {**TINY["cvd"], "stage_ps": 0.05}, "cvd_learning": {**TINY["cvd_learning"], "runs": 6}}
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(_toml(table))
+    store = tmp_path / "c.zarr"
+    args = [sys.executable, "-m", "mapcvd.cli", "campaign", "run", str(cfg), "--store", str(store), "--no-dashboard"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    kills = [
+        (lambda g: stage_statuses(g).get("map_train") == "running"
+         and len(EpisodeLog(g, "map/episodes/actor_000")) >= 1, "an episode of MAP training"),
+        (lambda g: 1 <= _dataset_done(g) < 6, "a finished dataset run"),
+    ]
+    for predicate, what in kills:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            _wait_for(predicate, store, what=what)
+        finally:
+            proc.kill()  # SIGKILL: no handler runs
+            proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+    group = open_campaign(store, "r")
+    before = {"episodes": len(EpisodeLog(group, "map/episodes/actor_000")), "dataset_done": _dataset_done(group),
+              "committed": int(group["map/replay/actor_000/committed"][0])}
+    final = cli("campaign", "run", "--store", store, "--resume", "--no-dashboard", timeout=600)
+    assert final.returncode == 0, final.stderr[-2000:]
+    group = open_campaign(store, "r")
+    assert stage_statuses(group) == {s: "done" for s in STAGES}
+    # MAP: episodes continue their numbering (none twice), committed transitions only grow, none lost
+    episodes = EpisodeLog(group, "map/episodes/actor_000").summary()["episode"]
+    np.testing.assert_array_equal(episodes, np.arange(len(episodes)))
+    assert len(episodes) >= before["episodes"]
+    assert int(group["map/replay/actor_000/committed"][0]) >= before["committed"]
+    from mapcvd.store.replay import LearnerReplay
+
+    learner = LearnerReplay(group)
+    assert learner.lost.tolist() == [0] and learner.cursors[0] <= int(group["map/replay/actor_000/committed"][0])
+    # CVD: every run done exactly once, runs finished before the kills kept
+    runs = RunTable.open(group, DATASET_PATH)
+    assert runs.counts()["done"] == 6 and runs.n_runs == 6
+    assert before["dataset_done"] >= 1

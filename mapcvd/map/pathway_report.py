@@ -84,7 +84,7 @@ def plot_comparison(curves: dict[str, dict], path: Path) -> Path:
     ax.set_xlabel("guided atom along the goal axis (A from the start)")
     ax.set_ylabel("E - E(first minimum) (eV)")
     ax.set_title("pathways after piecewise NEB (transition states: stars)")
-    if curves:
+    if ax.get_legend_handles_labels()[0]:  # pathways without a refined segment draw nothing
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
