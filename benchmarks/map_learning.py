@@ -47,7 +47,7 @@ def untrained_greedy(store: Path, episodes: int) -> tuple[float, float]:
     """Mean progress and return of the greedy policy of the initial (untrained) network."""
     import numpy as np  # noqa: PLC0415
 
-    from mapcvd.config import validate  # noqa: PLC0415
+    from mapcvd.config import config_from_stored  # noqa: PLC0415
     from mapcvd.map.evaluate import evaluate_episode  # noqa: PLC0415
     from mapcvd.map.learner import state_dict_arrays  # noqa: PLC0415
     from mapcvd.map.system import build_network  # noqa: PLC0415
@@ -55,7 +55,7 @@ def untrained_greedy(store: Path, episodes: int) -> tuple[float, float]:
     from mapcvd.workflows.map_training import stored_system  # noqa: PLC0415
 
     root = open_campaign(store, "r")
-    config = validate({k: root.attrs["config"][k] for k in ("campaign", "map")})
+    config = config_from_stored(root.attrs["config"], sections=("campaign", "map"), where=str(store))
     table, seed = config["map"], config["campaign"]["seed"]
     system = stored_system(root, table)
     weights = state_dict_arrays(build_network(table, system.channels, seed))

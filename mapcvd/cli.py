@@ -158,7 +158,7 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
     the others continue; without CONFIG_FILE an existing store keeps its stored settings.
     Ctrl-C stops cleanly and leaves unfinished stages pending.
     """
-    from mapcvd.config import load_config, validate  # noqa: PLC0415
+    from mapcvd.config import config_from_stored, load_config  # noqa: PLC0415
     from mapcvd.store import open_campaign, open_or_create_campaign  # noqa: PLC0415
     from mapcvd.workflows.campaign import campaign_site, check_campaign, run_campaign  # noqa: PLC0415
 
@@ -169,9 +169,7 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
     if resume and not exists:
         raise InputError(f"--resume given but no store exists at {path}")
     if exists and config_file is None:  # continue with the store's own settings
-        stored = dict(open_campaign(path, "r").attrs.get("config") or {})
-        stored["campaign"] = {**stored.get("campaign", {}), **{k: v for k, v in overrides["campaign"].items() if v}}
-        config = validate(stored)
+        config = config_from_stored(open_campaign(path, "r").attrs.get("config") or {}, overrides, where=str(path))
     check_campaign(config)
     site_name = config["campaign"]["site"]
     run_dir = path.parent / (path.name + ".runinfo")

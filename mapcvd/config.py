@@ -288,10 +288,51 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Mapping[
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    raw = copy.deepcopy(raw)
+    return validate(_with_overrides(raw, overrides))
+
+
+def _with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]] | None) -> dict:
+    """A deep copy of ``raw`` with the non-None values of ``overrides`` set on top."""
+    raw = copy.deepcopy(dict(raw))
     for section, table in (overrides or {}).items():
         raw.setdefault(section, {}).update({k: v for k, v in table.items() if v is not None})
-    return validate(raw)
+    return raw
+
+
+def config_from_stored(
+    stored: Mapping[str, Any],
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    sections: tuple[str, ...] | None = None,
+    where: str = "the store",
+) -> dict:
+    """Validate the configuration a campaign store holds, with command-line overrides on top.
+
+    Parameters
+    ----------
+    stored
+        The ``config`` attribute of a campaign store.
+    overrides
+        ``{section: {key: value}}``; None values are ignored.
+    sections
+        Keep only these sections of ``stored`` (the others take their defaults): a
+        command that uses a few sections is not stopped by keys of the others that
+        another mapcvd version wrote.
+    where
+        The store, named in the error message.
+
+    Raises
+    ------
+    ConfigError
+        When the stored settings do not fit this version's schema.
+    """
+    if sections is not None:
+        stored = {section: stored.get(section, {}) for section in sections}
+    try:
+        return validate(_with_overrides(stored, overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"the configuration stored in {where} does not fit this mapcvd ({exc}); "
+                          "pass a config file") from None
 
 
 def default_config_path() -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 from mapcvd.commands.common import console, log
 from mapcvd.commands.groups import cvd
 from mapcvd.cvd.learning import NADE_WEIGHTS, NO_2H
-from mapcvd.errors import ConfigError, InputError
+from mapcvd.errors import InputError
 
 _store_option = click.option("--store", "store_path", required=True, type=click.Path(path_type=Path),
                              help="Campaign store (Zarr folder).")
@@ -39,18 +39,13 @@ _out_option = click.option("--out", "out_dir", default=None, type=click.Path(fil
 # ----------------------------------------------------------------------- helpers
 def _config(config_file: Path | None, store_path: Path) -> dict:
     """``--config``, else the store's configuration, else the packaged demo; validated."""
-    from mapcvd.config import load_config, validate
+    from mapcvd.config import config_from_stored, load_config
     from mapcvd.store import open_campaign
 
     if config_file is not None:
         return load_config(config_file)
     if store_path.is_dir() and any(store_path.iterdir()):
-        stored = open_campaign(store_path, "r").attrs.get("config", {})
-        try:
-            return validate(stored)
-        except ConfigError as exc:
-            raise ConfigError(f"the configuration stored in {store_path} does not fit this mapcvd ({exc}); "
-                              "pass --config") from None
+        return config_from_stored(open_campaign(store_path, "r").attrs.get("config", {}), where=str(store_path))
     return load_config(None)
 
 

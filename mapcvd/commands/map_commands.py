@@ -14,16 +14,12 @@ from mapcvd.errors import InputError
 
 def _map_config(config_file: Path | None, store: Path | None, overrides: dict) -> dict:
     """The config of a MAP command: CONFIG, else the store's own, else the packaged demo."""
-    from mapcvd.config import load_config, validate  # noqa: PLC0415
+    from mapcvd.config import config_from_stored, load_config  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
     if config_file is None and store is not None and Path(store).exists():
-        stored = dict(open_campaign(store, "r").attrs["config"])
-        # only the sections MAP uses: the others may come from another mapcvd version
-        raw = {section: dict(stored.get(section, {})) for section in ("campaign", "map")}
-        for section, table in overrides.items():
-            raw.setdefault(section, {}).update({k: v for k, v in table.items() if v is not None})
-        return validate(raw)
+        return config_from_stored(open_campaign(store, "r").attrs["config"], overrides,
+                                  sections=("campaign", "map"), where=str(store))
     return load_config(config_file, overrides=overrides)
 
 
