@@ -99,15 +99,15 @@ def map_evaluate(store_path, episodes, policy, site, as_json):
             f"over {result['episodes']} episodes (stored in {result['log']})")
 
 
-def _experiment(config_file, out_dir, minutes, site, variants: dict, title: str, png: str) -> None:
+def _experiment(config: dict, out_dir, variants: dict, title: str, png: str) -> None:
     from mapcvd.map.plots import plot_training_curves  # noqa: PLC0415
     from mapcvd.map.system import check_map_table  # noqa: PLC0415
     from mapcvd.md.structures import read_structure  # noqa: PLC0415
     from mapcvd.workflows.map_training import experiment_curves, map_site, run_map_experiment  # noqa: PLC0415
 
-    config = load_experiment_config(config_file, minutes, site)
+    atoms = read_structure(config["map"]["structure"])
     for overrides in variants.values():
-        check_map_table({**config["map"], **overrides}, read_structure(config["map"]["structure"]))
+        check_map_table({**config["map"], **overrides}, atoms)
     stores = run_map_experiment(
         config, variants, out_dir, log=log,
         site_factory=lambda run_dir, actors: map_site(config["campaign"]["site"], run_dir, actors))
@@ -156,7 +156,7 @@ def map_scaling(config_file, out_dir, counts, minutes, site):
     if not values or min(values) < 1:
         raise InputError(f"--actors must be positive integers, got {text!r}")
     variants = {f"actors_{n}": {"actors": n} for n in values}
-    _experiment(config_file, out_dir, minutes, site, variants, "MAP training with N actors", "scaling.png")
+    _experiment(config, out_dir, variants, "MAP training with N actors", "scaling.png")
 
 
 @map_group.command("ablation")
@@ -180,4 +180,5 @@ def map_ablation(config_file, out_dir, terms, actors, minutes, site):
         raise InputError(f"--actors must be >= 1, got {actors}")
     base = {} if actors is None else {"actors": actors}
     variants = {"all_terms": base} | {f"no_{t}": {**base, f"reward_{t}": 0.0} for t in names}
-    _experiment(config_file, out_dir, minutes, site, variants, "MAP reward ablation", "ablation.png")
+    _experiment(load_experiment_config(config_file, minutes, site), out_dir, variants, "MAP reward ablation",
+                "ablation.png")

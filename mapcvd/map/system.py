@@ -179,6 +179,11 @@ def check_map_table(table: dict, atoms: Atoms | None = None) -> None:
     machine's memory, the replay layout and, with ``atoms``, the guided atoms and that
     the potential maps every element of the structure.
     """
+    _checked_parts(table, atoms)
+
+
+def _checked_parts(table: dict, atoms: Atoms | None) -> tuple[Potential, MapSettings, np.ndarray | None]:
+    """The potential, settings and (with ``atoms``) guided atoms of the table, after every check."""
     potential = build_potential(table)
     settings = settings_of(table)
     conv_channels(table)
@@ -196,14 +201,15 @@ def check_map_table(table: dict, atoms: Atoms | None = None) -> None:
             f"{settings.grid_points}^3 grids) needs {cache / 2**30:.1f} GiB, over half of this machine's "
             f"memory: lower map.replay_capacity or map.grid_points"
         )
-    if atoms is not None:
-        potential.type_of(atoms.get_chemical_symbols())
-        guided_indices(atoms, table["guided"])
+    if atoms is None:
+        return potential, settings, None
+    potential.type_of(atoms.get_chemical_symbols())
+    return potential, settings, guided_indices(atoms, table["guided"])
 
 
 def build_system(table: dict, atoms: Atoms | None = None) -> MapSystem:
     """The system of the table; ``atoms`` overrides the ``structure`` key (e.g. the stored one)."""
     if atoms is None:
         atoms = read_structure(table["structure"])
-    check_map_table(table, atoms)
-    return MapSystem(atoms, build_potential(table), guided_indices(atoms, table["guided"]), settings_of(table))
+    potential, settings, guided = _checked_parts(table, atoms)
+    return MapSystem(atoms, potential, guided, settings)
