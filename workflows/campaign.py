@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 
 from mapcvd.errors import InputError, MapcvdError
+from mapcvd.timing import timed_app
 
 __all__ = ["CVD_STAGES", "MAP_STAGES", "STAGES", "campaign_site", "check_campaign", "run_campaign"]
 
@@ -203,9 +204,9 @@ def _cvd_branch(config: dict, *, run_fn, after: threading.Event):
         ok = branch.stage("cvd_dataset", lambda: run_dataset(
             group, None, config=config, runs=config["cvd_learning"]["runs"], rmd=rmd, species=species,
             run_fn=run_fn, log=log, progress=_dataset_events(log)))
-        ok = ok and branch.stage("cvd_nade", lambda: _summary(fit_nade(group, config, log=log),
+        ok = ok and branch.stage("cvd_nade", lambda: _summary(timed_app(fit_nade)(group, config, log=log),
                                                             ("version", "n", "mae_free_run", "seconds")))
-        ok = ok and branch.stage("cvd_agent", lambda: _summary(fit_agent(group, config, log=log),
+        ok = ok and branch.stage("cvd_agent", lambda: _summary(timed_app(fit_agent)(group, config, log=log),
                                                              ("comparison", "policy_version", "seconds")))
         ok and branch.stage("cvd_validate", lambda: validate_agent(group, None, config=config, run_fn=run_fn,
                                                                    log=log)["report"])

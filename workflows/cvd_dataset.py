@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mapcvd.timing import timed_app
+
 RunFn = Callable[[np.ndarray, dict, int], object]
 Progress = Callable[[dict], None]
 
@@ -56,6 +58,7 @@ def run_rmd(schedule: np.ndarray, cvd_table: dict, seed: int):
     return run_schedule(np.asarray(schedule, dtype=np.float64), RmdSettings.from_config(cvd_table), seed=seed)
 
 
+@timed_app
 def rmd_app(run_fn: RunFn, schedule: np.ndarray, cvd_table: dict, seed: int) -> dict:
     """App body: one staged run through ``run_fn``; returns its result as plain arrays.
 

@@ -21,11 +21,13 @@ from collections.abc import Callable
 from concurrent.futures import as_completed
 
 from mapcvd.errors import InputError
+from mapcvd.timing import timed_app
 
 STRUCTURE_PATH = "map/structure"
 
 
 # ----------------------------------------------------------------- the apps
+@timed_app
 def actor_task(store_path: str, table: dict, actor: int, deadline: float, seed: int,
                max_episodes: int | None = None) -> dict:
     """Parsl app body: one actor until ``deadline`` (see :func:`mapcvd.map.actor.run_actor`)."""
@@ -37,6 +39,7 @@ def actor_task(store_path: str, table: dict, actor: int, deadline: float, seed: 
                      max_episodes=max_episodes)
 
 
+@timed_app
 def learner_task(store_path: str, table: dict, deadline: float, seed: int, channels: int,
                  max_updates: int | None = None) -> dict:
     """Parsl app body: the learner until ``deadline`` (see :func:`mapcvd.map.learner.run_learner`)."""
@@ -47,6 +50,7 @@ def learner_task(store_path: str, table: dict, deadline: float, seed: int, chann
     return run_learner(root, table, deadline=deadline, seed=seed, channels=channels, max_updates=max_updates)
 
 
+@timed_app
 def evaluation_task(store_path: str, table: dict, policy: str, weights: dict | None, seed: int,
                     episode: int) -> tuple:
     """Parsl app body: one evaluation episode; returns its log rows (the driver stores them)."""

@@ -31,6 +31,7 @@ from concurrent.futures import as_completed
 import numpy as np
 
 from mapcvd.errors import InputError
+from mapcvd.timing import timed_app
 from mapcvd.map.neb import NebSettings
 from mapcvd.map.pathway_store import (
     begin_pathway,
@@ -57,6 +58,7 @@ def _system(root, table: dict):
     return stored_system(root, table)
 
 
+@timed_app
 def baseline_task(store_path: str, table: dict, seed: int) -> tuple:
     """Parsl app body: the straight drag (action 0 every time) from the stored structure; its log rows."""
     from mapcvd.map.episode import log_rows, play_episode  # noqa: PLC0415
@@ -71,6 +73,7 @@ def baseline_task(store_path: str, table: dict, seed: int) -> tuple:
         env.close()
 
 
+@timed_app
 def frame0_energy_task(store_path: str, table: dict, log_path: str, episodes: list[int]) -> list[float]:
     """Parsl app body: the potential energy (eV) of frame 0 of each episode of one log."""
     from mapcvd.md.engine import Engine  # noqa: PLC0415
@@ -88,6 +91,7 @@ def frame0_energy_task(store_path: str, table: dict, log_path: str, episodes: li
     return energies
 
 
+@timed_app
 def segment_task(store_path: str, table: dict, log_path: str, episode: int, start: int, end: int,
                  settings: dict) -> dict:
     """Parsl app body: CI-NEB between frames ``start`` and ``end`` of one episode, guided by the frames between.

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mapcvd.errors import ConfigError, InputError, StoreError
+from mapcvd.timing import measure
 
 __all__ = [
     "AGENT_POLICY", "AGENT_RESULTS", "NADE_RESULTS", "NADE_WEIGHTS", "NO_2H", "POLICY_HIDDEN",
@@ -156,15 +157,16 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
         f"({L['nade_val_fraction']:.0%} held out), up to {L['nade_epochs']} epochs")
     with stage_run(group, "cvd_nade"):
         start = time.perf_counter()
-        model, hist = train_nade(
-            X, Z, epochs=L["nade_epochs"], batch_size=L["nade_batch"], lr=L["nade_lr"],
-            validation_fraction=L["nade_val_fraction"], patience=L["nade_patience"] or None,
-            seed=attrs["seed"], ranges=ranges, config=model_config, progress=progress,
-        )
-        seconds = time.perf_counter() - start
-        val, train = np.asarray(hist["val_runs"]), np.asarray(hist["train_runs"])
-        mae_step = evaluate_nade(model, X[val], Z[val], ranges=ranges)
-        mean, var = free_run(model, X[val], ranges)
+        with measure("torch"):
+            model, hist = train_nade(
+                X, Z, epochs=L["nade_epochs"], batch_size=L["nade_batch"], lr=L["nade_lr"],
+                validation_fraction=L["nade_val_fraction"], patience=L["nade_patience"] or None,
+                seed=attrs["seed"], ranges=ranges, config=model_config, progress=progress,
+            )
+            seconds = time.perf_counter() - start
+            val, train = np.asarray(hist["val_runs"]), np.asarray(hist["train_runs"])
+            mae_step = evaluate_nade(model, X[val], Z[val], ranges=ranges)
+            mean, var = free_run(model, X[val], ranges)
         mae_free = phase_mae(mean, Z[val])
         version = next_version(group, NADE_WEIGHTS)
         meta = jsonable({
@@ -236,15 +238,16 @@ def fit_agent(group, config: dict, *, updates: int | None = None, batch: int | N
     log(f"agent on NADE-CVD v{nade_version}: {updates} updates x {batch} episodes of {n_stages} stages")
     with stage_run(group, "cvd_agent"):
         start = time.perf_counter()
-        policy, hist = train_agent(
-            model, updates=updates, batch=batch, n_stages=n_stages, seed=seed + 1, ranges=ranges,
-            lr=L["agent_lr"], gamma=L["agent_gamma"], policy=policy, progress=progress,
-        )
-        seconds = time.perf_counter() - start
-        ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": L["agent_eval_episodes"],
-              "seed": seed + 2, "gamma": L["agent_gamma"]}
-        comparison = compare_agent_random(model, policy, **ev)
-        best = best_schedules(model, policy, k=L["agent_best"], **ev)
+        with measure("torch"):
+            policy, hist = train_agent(
+                model, updates=updates, batch=batch, n_stages=n_stages, seed=seed + 1, ranges=ranges,
+                lr=L["agent_lr"], gamma=L["agent_gamma"], policy=policy, progress=progress,
+            )
+            seconds = time.perf_counter() - start
+            ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": L["agent_eval_episodes"],
+                  "seed": seed + 2, "gamma": L["agent_gamma"]}
+            comparison = compare_agent_random(model, policy, **ev)
+            best = best_schedules(model, policy, k=L["agent_best"], **ev)
         meta = jsonable({
             "input_size": model.hidden_size, "hidden": list(POLICY_HIDDEN), "action_scale": list(action_scale),
             "sigma": list(ranges.step_std), "ranges": nade_meta["ranges"], "n_stages": n_stages,

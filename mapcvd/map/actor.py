@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from mapcvd.map.dqn import n_step_returns
+from mapcvd.timing import measure
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
 from mapcvd.map.system import MapSystem, actor_epsilon, build_network
 from mapcvd.store.episodes import EpisodeWriter
@@ -149,7 +150,7 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
                 net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
 
     def q_values(state: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with torch.no_grad(), measure("torch"):
             return net(torch.from_numpy(state[None].astype(np.float32)))[0].numpy().astype(np.float64)
 
     episodes = actions = transitions = 0

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mapcvd.errors import InputError
+from mapcvd.timing import measure
 
 
 class QNetwork3D(nn.Module):
@@ -197,17 +198,18 @@ class DQNLearner:
 
     def train_step(self, batch: Batch) -> tuple[float, np.ndarray]:
         """One gradient step; returns the loss and the new priorities (|TD error|)."""
-        batch = batch.to(self.device)
-        loss, td = dqn_loss(self.online, self.target, batch, double=self.double)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.updates += 1
-        if self.updates % self.target_update == 0:
-            self.target.load_state_dict(self.online.state_dict())
-        return float(loss.detach()), td.cpu().numpy()
+        with measure("torch"):
+            batch = batch.to(self.device)
+            loss, td = dqn_loss(self.online, self.target, batch, double=self.double)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.online.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self.updates += 1
+            if self.updates % self.target_update == 0:
+                self.target.load_state_dict(self.online.state_dict())
+            return float(loss.detach()), td.cpu().numpy()
 
     def greedy(self, states: torch.Tensor) -> np.ndarray:
         """Greedy actions of the online network."""

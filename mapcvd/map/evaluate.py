@@ -14,6 +14,7 @@ import numpy as np
 from mapcvd.errors import InputError
 from mapcvd.map.episode import log_rows, play_episode
 from mapcvd.map.system import MapSystem, build_network
+from mapcvd.timing import measure
 
 POLICIES = ("greedy", "random")
 
@@ -57,7 +58,7 @@ def evaluate_episode(system: MapSystem, table: dict, *, policy: str, weights: di
     def choose(state):
         if net is None:
             return int(rng.integers(5)), None
-        with torch.no_grad():
+        with torch.no_grad(), measure("torch"):
             q = net(torch.from_numpy(state[None].astype(np.float32)))[0].numpy()
         return int(np.argmax(q)), q
 

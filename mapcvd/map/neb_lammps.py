@@ -32,6 +32,7 @@ from ase.constraints import FixAtoms
 
 from mapcvd.errors import InputError, MDError
 from mapcvd.md.potentials import Potential
+from mapcvd.timing import measure
 
 _EVERY = 10  # steps between progress rows; LAMMPS wants N1 and N2 multiples of it
 
@@ -164,7 +165,8 @@ def relax_band_lammps(template: Atoms, band: np.ndarray, potential: Potential, s
                    "-log", "log.neb", "-screen", "none", "-nocite"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         try:
-            done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
+            with measure("lammps", children=True):
+                done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise MDError(f"LAMMPS neb did not finish within {timeout} s") from None
         if done.returncode != 0:

@@ -30,6 +30,7 @@ from ase.data import atomic_masses, atomic_numbers
 from mapcvd.errors import ForceFieldError, InputError, LostAtomsError, MDError, UnknownElementError
 from mapcvd.md.lammps_loader import lammps_module, new_lammps
 from mapcvd.md.potentials import Potential
+from mapcvd.timing import measure
 
 #: Steps of per-step records kept before the recording fix is renewed (one LAMMPS setup).
 RECORD_WINDOW = 100_000
@@ -120,7 +121,8 @@ class Engine:
         self._tether_indices: tuple[int, ...] | None = None
         self._tether_center = np.zeros(3)
         self._last_pe: float | None = None
-        self._lmp = new_lammps(log_file=log_file)
+        with measure("lammps"):
+            self._lmp = new_lammps(log_file=log_file)
         try:
             self._setup(atoms, neighbor_skin)
         except Exception:
@@ -218,7 +220,8 @@ class Engine:
         if self._closed:
             raise MDError("this engine was closed (after a LAMMPS failure or close()); build a new one")
         try:
-            self._lmp.commands_string(text)
+            with measure("lammps"):
+                self._lmp.commands_string(text)
         except Exception as exc:  # noqa: BLE001 - LAMMPS raises plain Exception
             raise self._translate(exc, text) from exc
 
