@@ -33,7 +33,12 @@ def cli():
 
 # --------------------------------------------------------------------- info
 @cli.command()
-def info():
+@click.option("--site", default=None, metavar="NAME|PATH.py",
+              help="Also start this Parsl site and run a check task on each of its executors (host, cores, "
+                   "LAMMPS and torch as the workers see them); exits non-zero if one fails.")
+@click.option("--timeout", type=click.FloatRange(min=1.0), default=600.0, show_default=True,
+              help="With --site: seconds to wait for each executor (batch jobs may queue first).")
+def info(site, timeout):
     """Show versions, the LAMMPS build, Parsl sites and packaged data."""
     from mapcvd.data import data_path  # noqa: PLC0415
     from mapcvd.md.lammps_loader import new_lammps  # noqa: PLC0415
@@ -51,6 +56,37 @@ def info():
     for kind in ("forcefields", "structures"):
         files = sorted(p.name for p in data_path(kind).iterdir() if not p.name.startswith("."))
         click.echo(f"{kind:12s} {', '.join(files)}")
+    if site is not None:
+        _check_site(site, timeout)
+
+
+def _check_site(site: str, timeout: float) -> None:
+    """Start ``site``, run :func:`~mapcvd.workflows.selftest.worker_report` on each executor, print them."""
+    from mapcvd.workflows.parsl_runtime import run_parsl  # noqa: PLC0415
+    from mapcvd.workflows.selftest import site_report  # noqa: PLC0415
+    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
+
+    run_dir = Path("runs") / "site-check.runinfo"  # on the shared file system, where workers can log
+    config = load_site(site, run_dir=str(run_dir))
+    click.echo(f"site {site}: starting it and running one check task per executor (up to {timeout:g} s each)")
+    with run_parsl(config) as dfk:
+        reports = site_report(dfk, timeout)
+    failed = []
+    for label, r in reports.items():
+        if "error" in r:
+            failed.append(label)
+            click.echo(f"  {label:5s} FAILED: {r['error']}")
+            continue
+        reaxff = "REAXFF" in r["lammps"]["packages"]
+        if not reaxff:
+            failed.append(label)
+        click.echo(f"  {label:5s} host {r['host']} (pid {r['pid']}, {r['cores']} cores), Python {r['python']}, "
+                   f"LAMMPS {r['lammps']['version']} {'with' if reaxff else 'WITHOUT'} REAXFF, "
+                   f"torch {r['torch']} with {r['cuda_devices']} CUDA device(s)")
+    if failed:
+        raise MapcvdError(f"site {site}: executor(s) {', '.join(failed)} failed the check "
+                          f"(see {run_dir} and the site's worker_init)")
+    click.echo(f"site {site}: every executor ran its check")
 
 
 # -------------------------------------------------------------------- build

@@ -1,6 +1,6 @@
 """Campaign configuration: TOML files checked against a declared schema.
 
-A configuration is a TOML document of sections (``[campaign]``, ``[structures]``,
+A configuration is a TOML document of sections (``[campaign]``, ``[map]``, ``[cvd]``,
 ...), each a table of keys. Every key is declared in :data:`SCHEMA` with its type,
 default, allowed range and a one-line description; an unknown section or key, a
 wrong type or a value out of range is refused before any work starts, with a
@@ -82,29 +82,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key(int, 2026, "master random seed of the campaign", min=0),
         "site": Key(str, "local", "Parsl site: threads, local, slurm, pbs or a path to a site file"),
         "store": Key(str, "runs/demo.zarr", "path of the Zarr campaign store"),
-    },
-    "structures": {
-        "silica_water": Key(
-            str,
-            "silica-192-water.extxyz",
-            "silica with one water: a packaged structure name or a file path",
-        ),
-        "moo3_mo": Key(int, 16, "Mo atoms in the MoO3 slab (2 per in-plane cell)", min=2, max=100_000),
-        "moo3_vacuum_A": Key(float, 15.0, "vacuum above the MoO3 slab (A)", min=6.0, max=500.0),
-        "gas_S2": Key(int, 4, "S2 molecules inserted for the smoke run", min=0, max=100_000),
-        "gas_H2S": Key(int, 4, "H2S molecules inserted for the smoke run", min=0, max=100_000),
-        "gas_H2": Key(int, 4, "H2 molecules inserted for the smoke run", min=0, max=100_000),
-    },
-    "smoke": {
-        "water_actions": Key(int, 10, "tether moves (+x) of the water in the smoke run", min=1, max=100_000),
-        "steps_per_action": Key(int, 20, "MD steps after each tether move", min=1, max=1_000_000),
-        "tether_step_A": Key(float, 0.25, "tether displacement per move (A)", min=1e-3, max=5.0),
-        "tether_k_eV_A2": Key(float, 5.0, "tether spring constant (eV/A^2)", min=1e-3, max=1e4),
-        "water_temperature_K": Key(float, 10.0, "NVT temperature of the silica+water run (K)", min=1.0, max=10_000.0),
-        "water_timestep_fs": Key(float, 0.5, "MD timestep of the silica+water run (fs)", min=0.01, max=5.0),
-        "moo3_steps": Key(int, 400, "NVT steps of the MoO3 + gas run", min=1, max=10_000_000),
-        "moo3_temperature_K": Key(float, 1500.0, "NVT temperature of the MoO3 + gas run (K)", min=1.0, max=10_000.0),
-        "moo3_timestep_fs": Key(float, 0.25, "MD timestep of the MoO3 + gas run (fs)", min=0.01, max=5.0),
     },
     # [map]: the MAP pathfinder (mapcvd map ...); see mapcvd/map/settings.py
     "map": {
@@ -203,6 +180,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rescale_velocities": Key(bool, True, "scale velocities to the stage temperature at each stage start"),
         "relax_iterations": Key(int, 25, "CG iterations relaxing the bare slab before stage 1 (0: none)", min=0,
                                 max=100_000),
+        "exhaust_products": Key(bool, True, "take out free H2O, SO and SO2 at each stage start (flow reactor)"),
         "seed": Key(int, 0, "random seed of mapcvd cvd rmd (gas placement, velocities, removal)", min=0),
     },
     # [cvd_learning]: the CVD dataset, NADE-CVD, REINFORCE agent and validation
@@ -299,6 +277,10 @@ def _with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Mapping[str,
     return raw
 
 
+#: Sections of earlier versions, ignored when a store written by one is read.
+RETIRED_SECTIONS = ("structures", "smoke")
+
+
 def config_from_stored(
     stored: Mapping[str, Any],
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -328,6 +310,7 @@ def config_from_stored(
     """
     if sections is not None:
         stored = {section: stored.get(section, {}) for section in sections}
+    stored = {section: table for section, table in stored.items() if section not in RETIRED_SECTIONS}
     try:
         return validate(_with_overrides(stored, overrides))
     except ConfigError as exc:

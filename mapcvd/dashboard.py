@@ -24,6 +24,7 @@ Store paths read here (each written by one process, see :mod:`mapcvd.store.campa
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -268,7 +269,7 @@ def _neb(root, snap: dict, now: float, history: dict | None) -> dict:
         try:
             total = int(group["segments"].shape[0]) if "segments" in group else 0
             done, unconverged = 0, []
-            for name, seg in group.groups():
+            for name, seg in sorted(group.groups()):
                 if name.startswith("segment_") and "barrier_forward_eV" in seg.attrs:  # attrs are the commit
                     done += 1
                     seconds.append(seg.attrs.get("seconds"))
@@ -384,11 +385,36 @@ def _cvd_agent(root, snap: dict, now: float, history: dict | None) -> dict:
 
 
 # ------------------------------------------------------------------- snapshot
-#: (section, reader): each reader returns keys to merge into ``snapshot[section]``; readers fail alone.
-_READERS: tuple[tuple[str, Callable], ...] = (
-    ("map", _map_actors), ("map", _map_learner), ("map", _map_evaluation), ("neb", _neb),
-    ("cvd", _cvd_tables), ("cvd", _cvd_nade), ("cvd", _cvd_agent),
+#: (section, reader, stages): each reader returns keys to merge into ``snapshot[section]``;
+#: readers fail alone. Once all its stages are done, what a reader found cannot change, so
+#: with a ``history`` it is read once and replayed (a live dashboard redraws every few
+#: seconds, and each read of the store costs tens of ms of the driver's CPU).
+_READERS: tuple[tuple[str, Callable, tuple[str, ...]], ...] = (
+    ("map", _map_actors, ("map_train",)), ("map", _map_learner, ("map_train",)),
+    ("map", _map_evaluation, ("map_evaluate_greedy", "map_evaluate_random")), ("neb", _neb, ("map_paths",)),
+    ("cvd", _cvd_tables, ("cvd_dataset", "cvd_validate")), ("cvd", _cvd_nade, ("cvd_nade",)),
+    ("cvd", _cvd_agent, ("cvd_agent",)),
 )
+
+
+def _read_part(reader: Callable, stages: tuple[str, ...], root, snap: dict, now: float,
+               history: dict | None) -> dict | None:
+    """``reader``'s part of the snapshot; from ``history`` when its stages were done at its last read."""
+    done = all(snap["stages"].get(stage) == "done" for stage in stages)
+    cache = None if history is None else history.setdefault("finished_parts", {})
+    if not done and cache is not None:
+        cache.pop(reader.__name__, None)  # (a stage run again after it was done)
+    elif done and cache is not None and reader.__name__ in cache:
+        part, progress, warnings = copy.deepcopy(cache[reader.__name__])
+        snap["progress"].update(progress)
+        snap["warnings"].extend(warnings)
+        return part
+    had_progress, n_warnings = set(snap["progress"]), len(snap["warnings"])
+    part = reader(root, snap, now, history)
+    if done and cache is not None:
+        cache[reader.__name__] = copy.deepcopy((
+            part, {k: v for k, v in snap["progress"].items() if k not in had_progress}, snap["warnings"][n_warnings:]))
+    return part
 
 
 def collect(root, *, path: str | Path | None = None, now: float | None = None, history: dict | None = None) -> dict:
@@ -425,9 +451,9 @@ def collect(root, *, path: str | Path | None = None, now: float | None = None, h
     snap: dict = {"name": campaign.get("name"), "path": None if path is None else str(path), "time": now,
                   "created": attrs.get("created"), "stages": stage_statuses(root), "progress": {},
                   "warnings": [], "config": config, "stage_info": dict(attrs.get("stage_info") or {})}
-    for section, reader in _READERS:
+    for section, reader, stages in _READERS:
         try:
-            part = reader(root, snap, now, history)
+            part = _read_part(reader, stages, root, snap, now, history)
         except Exception as exc:  # noqa: BLE001 - a live store may be caught mid-change: report, go on
             _warn(snap, "warning", section, f"could not read {reader.__name__.strip('_')} now ({_one_line(exc)})")
             continue

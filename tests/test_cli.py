@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from mapcvd import __version__
-from mapcvd.config import SCHEMA, load_config, validate
+from mapcvd.config import SCHEMA, config_from_stored, load_config, validate
 from mapcvd.errors import ConfigError
 
 
@@ -80,8 +80,9 @@ def test_unknown_site(tmp_path):
     "toml, words",
     [
         ("[campaign]\nnmae = 'x'\n", ["campaign.nmae", "allowed"]),
-        ("[smoke]\nsteps_per_action = 'many'\n", ["smoke.steps_per_action", "int"]),
-        ("[structures]\nmoo3_mo = -4\n", ["structures.moo3_mo", ">= 2"]),
+        ("[map]\nactors = 'many'\n", ["map.actors", "int"]),
+        ("[cvd]\nn_mo = -4\n", ["cvd.n_mo", ">= 8"]),
+        ("[smoke]\n", ["[smoke]"]),
         ("[nonsense]\n", ["[nonsense]"]),
         ("[campaign\n", ["not valid TOML"]),
     ],
@@ -103,9 +104,12 @@ def test_config_defaults_and_validation():
     config = load_config()
     assert config["campaign"]["site"] == "local"
     assert set(config) == set(SCHEMA)
-    assert validate({"smoke": {"tether_step_A": 1}})["smoke"]["tether_step_A"] == 1.0  # int accepted as float
+    assert validate({"map": {"delta_A": 1}})["map"]["delta_A"] == 1.0  # int accepted as float
     with pytest.raises(ConfigError, match="bool"):
         validate({"campaign": {"seed": True}})
+    # a store written by an earlier version keeps working: its retired sections are ignored
+    stored = config_from_stored({"smoke": {"moo3_steps": 400}, "structures": {}, "map": {"actors": 3}})
+    assert "smoke" not in stored and stored["map"]["actors"] == 3
     with pytest.raises(ConfigError, match="not found"):
         load_config("/nonexistent.toml")
 

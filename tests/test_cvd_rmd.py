@@ -19,10 +19,12 @@ from mapcvd.cvd.phases import classify_mo
 from mapcvd.cvd.ranges import PAPER_RANGES
 from mapcvd.cvd.rmd import (
     GAS_ORDER,
+    PRODUCTS,
     SPECIES,
     GasInsertionError,
     RmdResult,
     RmdSettings,
+    exhaust_products,
     frame_atoms,
     run_schedule,
 )
@@ -36,6 +38,7 @@ from mapcvd.md.moo3 import MOLECULE_ARRAY
 # Nose-Hoover), so the 5% bound is about 3 standard deviations. About 30 s on one core.
 SCHEDULE = np.array([[1500.0, 5, 4, 3], [2500.0, 8, 2, 5], [2000.0, 3, 6, 2]])
 ATOMS_PER = np.array([2, 2, 3])  # atoms of one S2, H2, H2S (GAS_ORDER)
+PRODUCT_ATOMS = np.array([3, 2, 3])  # atoms of one H2O, SO, SO2 (PRODUCTS)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def test_mean_temperature_of_second_half_within_5_percent(staged):
 
 def test_no_atoms_lost_and_slab_never_removed(staged):
     result, _ = staged
-    n_expected = 64 + np.cumsum((result.inserted - result.removed) @ ATOMS_PER)
+    n_expected = 64 + np.cumsum((result.inserted - result.removed) @ ATOMS_PER - result.exhausted @ PRODUCT_ATOMS)
     np.testing.assert_array_equal(result.n_atoms, n_expected)
     for frame, n in zip(result.frames, result.n_atoms):
         numbers = np.asarray(frame["numbers"])
@@ -90,6 +93,29 @@ def test_result_fields(staged):
     for k, frame in enumerate(result.frames):  # recorded fractions are those of the frame
         np.testing.assert_allclose(classify_mo(frame_atoms(frame)).vector, result.fractions[k])
         assert np.all(result.species[k] >= 0)
+
+
+def test_exhaust_takes_free_products_and_nothing_else():
+    """Free H2O and SO2 leave (flow reactor); the feed gas S2 and the slab stay."""
+    from ase import Atoms
+
+    from mapcvd.md.moo3 import moo3_slab
+
+    slab = moo3_slab(8, vacuum=30.0)
+    top = slab.positions[:, 2].max()
+    cx, cy = np.diag(slab.cell[:])[:2] / 2
+    gas = Atoms("OH2SO2S2", positions=[
+        [cx, cy, top + 8.0], [cx + 0.96, cy, top + 8.0], [cx - 0.24, cy + 0.93, top + 8.0],  # H2O
+        [cx, cy, top + 14.0], [cx + 1.25, cy + 0.7, top + 14.0], [cx - 1.25, cy + 0.7, top + 14.0],  # SO2
+        [cx, cy, top + 20.0], [cx + 1.9, cy, top + 20.0],  # S2
+    ])
+    atoms = slab + gas
+    velocities = np.arange(3 * len(atoms), dtype=float).reshape(-1, 3)
+    kept, kept_v, exhausted = exhaust_products(atoms, velocities)
+    assert dict(zip(PRODUCTS, exhausted.tolist())) == {"H2O": 1, "SO": 0, "SO2": 1}
+    assert len(kept) == len(slab) + 2 and kept.get_chemical_symbols()[-2:] == ["S", "S"]
+    np.testing.assert_array_equal(kept_v, velocities[[*range(len(slab)), len(atoms) - 2, len(atoms) - 1]])
+    np.testing.assert_array_equal(kept.positions[: len(slab)], slab.positions)
 
 
 def test_positions_and_velocities_carried_across_stages():

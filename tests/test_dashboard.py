@@ -323,3 +323,31 @@ def test_cli_watch_exits_zero_on_sigint(tmp_path):
         proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "error" not in err
+
+
+def test_a_finished_stage_is_read_once_then_replayed(tmp_path, monkeypatch):
+    """A live dashboard redraws every few seconds: what a done stage holds is read once."""
+    from mapcvd import dashboard
+
+    group = create_campaign(tmp_path / "c.zarr", config=CONFIG)
+    calls = []
+
+    def reader(root, snap, now, history):
+        calls.append(now)
+        snap["progress"]["cvd_nade"] = {"done": len(calls), "total": 9}
+        snap["warnings"].append({"level": "warning", "source": "nade", "message": f"read {len(calls)}"})
+        return {"reads": len(calls)}
+
+    monkeypatch.setattr(dashboard, "_READERS", (("cvd", reader, ("cvd_nade",)),))
+    history: dict = {}
+    set_stage_status(group, "cvd_nade", "running")
+    assert [collect(group, history=history)["cvd"]["reads"] for _ in range(2)] == [1, 2]  # running: each time
+    set_stage_status(group, "cvd_nade", "done")
+    snaps = [collect(group, history=history) for _ in range(3)]
+    assert len(calls) == 3  # read once when done, then replayed
+    for snap in snaps:
+        assert snap["cvd"] == {"reads": 3} and snap["progress"]["cvd_nade"] == {"done": 3, "total": 9}
+        assert [w["message"] for w in snap["warnings"]] == ["read 3"]
+    assert collect(group)["cvd"]["reads"] == 4  # without a history: always read
+    set_stage_status(group, "cvd_nade", "running")  # run again: read afresh
+    assert collect(group, history=history)["cvd"]["reads"] == 5

@@ -14,7 +14,7 @@ import zarr
 from mapcvd.config import load_config
 from mapcvd.map.actor import NStepEmitter
 from mapcvd.map.dqn import n_step_returns
-from mapcvd.map.learner import run_learner
+from mapcvd.map.learner import run_learner, trained_seconds
 from mapcvd.map.system import actor_epsilon, build_network
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
 from mapcvd.store.episodes import EpisodeLog, EpisodeWriter
@@ -150,7 +150,9 @@ def test_learner_learns_a_bandit_from_the_store_and_resumes(root):
         "energy": np.zeros(n, np.float32), "position": np.zeros((n, 3), np.float32),
     })
     writer.flush()
+    assert trained_seconds(root) == 0.0  # no checkpoint yet
     out = run_learner(root, table, deadline=1e18, seed=0, channels=2, max_updates=300, poll_seconds=0.01)
+    assert trained_seconds(root) == pytest.approx(out["trained_seconds"]) and 0 < out["trained_seconds"] <= out["seconds"]
     assert out["updates"] == 300 and out["ingested"] == n and out["replay_size"] == n
     arrays, version, _ = read_weights(root)
     assert version == 300
@@ -164,6 +166,9 @@ def test_learner_learns_a_bandit_from_the_store_and_resumes(root):
     # resume: nothing new to ingest, the counters continue from the checkpoint and the weights
     again = run_learner(root, table, deadline=1e18, seed=0, channels=2, max_updates=350, poll_seconds=0.01)
     assert again["ingested"] == 0 and again["updates"] == 350 and again["replay_size"] == n
+    # the training time adds up over sessions (the campaign's budget for map.minutes)
+    assert trained_seconds(root) == pytest.approx(again["trained_seconds"])
+    assert 0 < again["trained_seconds"] - out["trained_seconds"] <= again["seconds"]
 
 
 # ------------------------------------------------------------------ commands

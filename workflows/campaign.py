@@ -17,8 +17,9 @@ DataFlowKernel per process at a time), two branches from two driver threads:
 
 Every stage records its status in the store (:data:`MAP_STAGES`, :data:`CVD_STAGES`).
 Resume: a stage already ``done`` is skipped; the others continue from what the store
-holds (MAP training from its replay and weights, the dataset from its done runs,
-evaluation up to the configured episode count). A failure ends its own branch only;
+holds (MAP training from its replay and weights, for what is left of ``map.minutes``,
+the campaign's whole training budget, counted by the learner's checkpoints; the dataset
+from its done runs; evaluation up to the configured episode count). A failure ends its own branch only;
 the other branch goes on, and :class:`~mapcvd.errors.MapcvdError` names the failed
 stages at the end. Ctrl-C stops Parsl (``run_parsl``) and leaves every stage that was
 not finished ``pending``.
@@ -160,15 +161,28 @@ def _map_branch(config: dict, store_path: str, *, max_episodes: int | None, max_
     from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
 
     from mapcvd.map.evaluate import evaluation_log_path  # noqa: PLC0415
+    from mapcvd.map.learner import trained_seconds  # noqa: PLC0415
 
     table = config["map"]
 
     def body(branch: _Branch) -> None:
         group, log = branch.group, branch.log
+        def train():
+            from mapcvd.store import set_stage_status  # noqa: PLC0415
+
+            left = 60.0 * table["minutes"] - trained_seconds(group)
+            if left < 60.0 * table["minutes"]:
+                log(f"map_train: {(60.0 * table['minutes'] - left) / 60:.1f} of {table['minutes']:g} min "
+                    f"trained before; {max(left, 0.0) / 60:.1f} min left")
+            if left < 1.0:  # a session killed after its budget: its weights are final
+                set_stage_status(group, "map_train", "done")
+                return None
+            return run_map_training({**config, "map": {**table, "minutes": left / 60.0}}, group, store_path, None,
+                                    log=log, max_episodes=max_episodes, max_updates=max_updates,
+                                    on_submitted=submitted.set)
+
         try:
-            trained = branch.stage("map_train", lambda: run_map_training(
-                config, group, store_path, None, log=log, max_episodes=max_episodes, max_updates=max_updates,
-                on_submitted=submitted.set))
+            trained = branch.stage("map_train", train)
         finally:
             submitted.set()  # skipped or failed: the CVD branch need not wait
         if not trained:

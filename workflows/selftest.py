@@ -16,11 +16,13 @@ Examples
 from __future__ import annotations
 
 import os
+import platform
+import time
 
 import parsl
 from parsl.app.python import PythonApp
 
-__all__ = ["check_site", "square", "square_app", "square_with_pid"]
+__all__ = ["check_site", "site_report", "square", "square_app", "square_with_pid", "worker_report"]
 
 
 def square(x: float) -> float:
@@ -102,3 +104,55 @@ def check_site(dfk, x: float = 7, timeout: float = 120.0) -> dict[str, tuple[flo
         if value != x * x:
             raise ValueError(f"executor {label!r} returned {value!r} for {x!r} squared")
     return results
+
+
+def worker_report() -> dict:
+    """What a worker sees: host, cores, LAMMPS and its packages, torch and its devices.
+
+    Run on each executor by :func:`site_report`, so that a site file whose
+    ``worker_init`` misses a module or the environment fails here, in seconds, rather
+    than hours into a campaign.
+    """
+    import torch  # noqa: PLC0415
+
+    from mapcvd.md.lammps_loader import new_lammps  # noqa: PLC0415
+
+    lmp = new_lammps()
+    try:
+        lammps = {"version": lmp.version(), "packages": sorted(lmp.installed_packages)}
+    finally:
+        lmp.close()
+    return {"host": platform.node(), "pid": os.getpid(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "lammps": lammps, "torch": torch.__version__,
+            "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+
+
+def site_report(dfk, timeout: float = 600.0) -> dict[str, dict]:
+    """Run :func:`worker_report` once on every executor of a loaded kernel.
+
+    Parameters
+    ----------
+    dfk : parsl.dataflow.dflow.DataFlowKernel
+        The loaded kernel.
+    timeout : float, optional
+        Seconds to wait for each executor (a batch job may queue first).
+
+    Returns
+    -------
+    dict
+        Executor label -> the worker's report, or ``{"error": message}`` for an
+        executor whose task failed or did not start within ``timeout``.
+    """
+    labels = [label for label in dfk.executors if not label.startswith("_")]
+    futures = {label: parsl.python_app(worker_report, executors=[label])() for label in labels}
+    reports: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    for label, future in futures.items():
+        try:
+            reports[label] = future.result(timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            reports[label] = {"error": f"no result within {timeout:g} s (is its batch job still queued?)"}
+        except Exception as exc:  # noqa: BLE001 - reported per executor
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            reports[label] = {"error": f"{type(exc).__name__}: {text}"}
+    return reports

@@ -106,6 +106,10 @@ DEFAULT_SITE = "local"
 
 #: Shell lines run before every ``"cpu"`` worker pool: one thread per worker.
 _SINGLE_THREAD_INIT = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
+#: Milliseconds between the polls of Parsl's interchange and worker pools (Parsl's
+#: default, 10 ms, keeps them busy: 2-3% of a laptop demo's CPU); mapcvd's tasks run
+#: seconds to hours, so 100 ms more latency per task costs nothing.
+POLL_MS = 100
 
 
 def _cores() -> int:
@@ -242,6 +246,7 @@ def local_config(
     workers = max_workers or _cores()
     executors = [
         HighThroughputExecutor(
+            poll_period=POLL_MS,
             label=CPU,
             interchange_launch_cmd=_interchange_cmd(),
             address="127.0.0.1",
@@ -259,6 +264,7 @@ def local_config(
     if gpu:
         executors.append(
             HighThroughputExecutor(
+                poll_period=POLL_MS,
                 label=GPU,
                 interchange_launch_cmd=_interchange_cmd(),
                 address="127.0.0.1",
@@ -302,6 +308,7 @@ def _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus
     """
     executors = [
         HighThroughputExecutor(
+            poll_period=POLL_MS,
             label=CPU,
             interchange_launch_cmd=_interchange_cmd(),
             address=address,
@@ -313,6 +320,7 @@ def _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus
     if gpu_provider is not None:
         executors.append(
             HighThroughputExecutor(
+                poll_period=POLL_MS,
                 label=GPU,
                 interchange_launch_cmd=_interchange_cmd(),
                 address=address,

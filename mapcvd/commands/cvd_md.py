@@ -43,6 +43,7 @@ STAGE_COLUMNS = (
     "stage", "T_target_K", "n_S2", "n_H2", "n_H2S", "T_mean_K", "energy_eV", "n_atoms",
     "f_2H", "f_1T", "f_defect", "gas_S2", "gas_H2", "gas_H2S",
     "inserted_S2", "inserted_H2", "inserted_H2S", "removed_S2", "removed_H2", "removed_H2S",
+    "exhausted_H2O", "exhausted_SO", "exhausted_SO2",
 )
 
 
@@ -58,7 +59,7 @@ def _stage_rows(result) -> tuple[list[list], list[str]]:
             round(float(result.temperature_K[k]), 3), round(float(result.energy_eV[k]), 6), int(result.n_atoms[k]),
             *[round(float(f), 6) for f in result.fractions[k]],
             *[int(v) for v in result.gas_counts[k]], *[int(v) for v in result.inserted[k]],
-            *[int(v) for v in result.removed[k]],
+            *[int(v) for v in result.removed[k]], *[int(v) for v in result.exhausted[k]],
             *[int(v) for v in result.species[k]],
         ])
     return rows, [*STAGE_COLUMNS, *(f"species_{s}" for s in SPECIES)]

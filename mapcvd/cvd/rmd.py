@@ -7,11 +7,14 @@ H2S; the run is split into stages, each set by ``X_t = (T, n_S2, n_H2, n_H2S)``.
 bare slab, cut from the bulk crystal, is first relaxed by a few conjugate-gradient
 iterations (its surfaces release about 0.9 eV per Mo). At the start of every stage
 
-1. the gas is brought to the stage's molecule counts: free molecules of a species are
+1. free by-product molecules (H2O, SO, SO2) are taken out, as the carrier gas of a flow
+   reactor carries them away (``exhaust_products``, on by default; in a closed box they
+   pile up until the stage's gas no longer fits);
+2. the gas is brought to the stage's molecule counts: free molecules of a species are
    inserted into the vacuum without overlap (:func:`mapcvd.md.moo3.insert_gas`) or
    removed; only *free* molecules are ever removed, found by bonding connectivity
    (:func:`mapcvd.cvd.species.find_molecules`), so no atom bonded to the slab is taken;
-2. the thermostat is set to T_t (Nose-Hoover, 25 fs damping, 0.25 fs steps, as in the
+3. the thermostat is set to T_t (Nose-Hoover, 25 fs damping, 0.25 fs steps, as in the
    ReaxFF sulfidation runs of Hong et al., Nano Lett. 17, 4866 (2017)); velocities are
    carried over from the previous stage (new molecules get Maxwell-Boltzmann velocities
    at T_t) and, by default, scaled to T_t;
@@ -48,6 +51,8 @@ from mapcvd.errors import InputError, MDError
 GAS_ORDER: tuple[str, str, str] = ("S2", "H2", "H2S")
 #: Molecular species reported per stage.
 SPECIES: tuple[str, ...] = ("S2", "H2S", "H2", "H2O", "SO", "SO2")
+#: Free by-products taken out at each stage start when ``exhaust_products`` is set.
+PRODUCTS: tuple[str, ...] = ("H2O", "SO", "SO2")
 #: LAMMPS type order of the ReaxFF runs (ffield.MoSOH).
 ELEMENTS: tuple[str, ...] = ("Mo", "O", "S", "H")
 
@@ -84,6 +89,12 @@ class RmdSettings:
     n_stages
         Stages of a run of the campaign [``n_stages``]; :func:`run_schedule` runs
         whatever number of stages its schedule has.
+    exhaust_products
+        At each stage start, take out the free by-product molecules (:data:`PRODUCTS`:
+        H2O, SO, SO2), as the carrier gas of a flow reactor carries them away
+        [``exhaust_products``]. Without it they accumulate in the closed box, and at
+        high temperature and full gas counts the vacuum runs out of room for the
+        stage's gas within a few stages.
     """
 
     n_mo: int = 16
@@ -96,6 +107,7 @@ class RmdSettings:
     rescale_velocities: bool = True
     relax_iterations: int = 25
     n_stages: int = 20
+    exhaust_products: bool = True
 
     def __post_init__(self) -> None:
         from mapcvd.md.moo3 import valid_mo_counts
@@ -145,7 +157,8 @@ class RmdResult:
     md_seconds (inside LAMMPS) and wall_seconds.
 
     Added by the implementation: inserted and removed (S, 3) int, molecules of each
-    GAS_ORDER species added or taken at each stage start; build_seconds, the part of
+    GAS_ORDER species added or taken at each stage start; exhausted (S, 3) int, free
+    by-product molecules (PRODUCTS) taken out at each stage start; build_seconds, the part of
     md_seconds spent building LAMMPS engines (``n_builds`` of them); steps_per_stage and
     timestep_fs. md_seconds counts every LAMMPS call: engine builds, the slab relaxation
     (once per process and slab), the MD runs and the gathers of positions/velocities. Each frame is a dict with ``positions`` (N, 3) A, ``numbers`` (N,),
@@ -164,6 +177,7 @@ class RmdResult:
     wall_seconds: float
     frames: list = field(default_factory=list)
     inserted: np.ndarray | None = None
+    exhausted: np.ndarray | None = None
     removed: np.ndarray | None = None
     build_seconds: float = 0.0
     n_builds: int = 0
@@ -206,6 +220,27 @@ def _zero_momentum(velocities: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- gas
+def exhaust_products(atoms: Atoms, velocities: np.ndarray) -> tuple[Atoms, np.ndarray, np.ndarray]:
+    """Take out every free by-product molecule (:data:`PRODUCTS`), as a flow reactor's carrier gas does.
+
+    Only free molecules (bonded components named H2O, SO or SO2 by
+    :func:`mapcvd.cvd.species.find_molecules`) are taken; an atom bonded to the slab
+    never is.
+
+    Returns
+    -------
+    tuple
+        ``(atoms, velocities, exhausted)``: the kept atoms in their order, their
+        velocities, and the molecules of each :data:`PRODUCTS` species taken out.
+    """
+    mol = find_molecules(atoms)
+    exhausted = np.array([mol.count(name) for name in PRODUCTS], dtype=np.int64)
+    if not exhausted.any():
+        return atoms, velocities, exhausted
+    keep = ~np.isin(mol.label, np.concatenate([mol.free(name) for name in PRODUCTS]))
+    return atoms[keep], velocities[keep], exhausted
+
+
 def adjust_gas(
     atoms: Atoms,
     velocities: np.ndarray,
@@ -383,7 +418,7 @@ def run_schedule(
             raise type(exc)(f"slab relaxation: {exc}") from exc
     velocities = maxwell_boltzmann(atoms.get_masses(), float(sched[0, 0]), rng)
 
-    out = {k: [] for k in ("fractions", "gas", "temp", "energy", "species", "n_atoms", "ins", "rem")}
+    out = {k: [] for k in ("fractions", "gas", "temp", "energy", "species", "n_atoms", "ins", "rem", "exh")}
     frames: list[dict] = []
     n_builds, engine = 0, None
     try:
@@ -391,11 +426,14 @@ def run_schedule(
             t_stage = time.perf_counter()
             temperature = float(sched[k, 0])
             where = f"stage {k + 1}/{n_stages} (T {temperature:g} K)"
+            exhausted = np.zeros(len(PRODUCTS), dtype=np.int64)
+            if settings.exhaust_products and k > 0:
+                atoms, velocities, exhausted = exhaust_products(atoms, velocities)
             try:
                 atoms, velocities, inserted, removed = adjust_gas(atoms, velocities, targets[k], temperature, rng, settings)
             except GasInsertionError as exc:
                 raise GasInsertionError(f"{where}: {exc}") from exc
-            changed = bool(inserted.any() or removed.any()) or engine is None
+            changed = bool(inserted.any() or removed.any() or exhausted.any()) or engine is None
             masses = atoms.get_masses()
             velocities = _zero_momentum(velocities, masses)
             if settings.rescale_velocities:
@@ -430,6 +468,7 @@ def run_schedule(
             out["n_atoms"].append(len(atoms))
             out["ins"].append(inserted)
             out["rem"].append(removed)
+            out["exh"].append(exhausted)
             frames.append({
                 "positions": atoms.get_positions(), "numbers": atoms.numbers.copy(),
                 "cell": np.array(atoms.cell[:]), "molecule": atoms.arrays["mapcvd_molecule"].copy(),
@@ -457,6 +496,7 @@ def run_schedule(
         frames=frames,
         inserted=np.array(out["ins"], dtype=np.int64).reshape(n_stages, 3),
         removed=np.array(out["rem"], dtype=np.int64).reshape(n_stages, 3),
+        exhausted=np.array(out["exh"], dtype=np.int64).reshape(n_stages, len(PRODUCTS)),
         build_seconds=build.seconds,
         n_builds=n_builds,
         steps_per_stage=steps,

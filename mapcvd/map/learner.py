@@ -30,7 +30,7 @@ import numpy as np
 from mapcvd.map.dqn import Batch, DQNLearner, importance_weights
 from mapcvd.map.sumtree import SumTree
 from mapcvd.map.system import build_network
-from mapcvd.store.replay import LearnerReplay
+from mapcvd.store.replay import INGEST_PATH, LearnerReplay
 
 #: Small constant added to |TD| so that no transition's priority is zero.
 PRIORITY_EPSILON = 1e-3
@@ -101,6 +101,19 @@ def state_dict_arrays(net) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
 
 
+def trained_seconds(root) -> float:
+    """Seconds the learner of the campaign at ``root`` has trained, over all sessions.
+
+    Read from its last ingest checkpoint (written every ``checkpoint_seconds`` and at
+    the end), so a session killed without warning loses at most that much; 0 before
+    any checkpoint.
+    """
+    checkpoint = root.get(INGEST_PATH)
+    if checkpoint is None or checkpoint.attrs.get("latest") is None:
+        return 0.0
+    return float(LearnerReplay(root).meta.get("trained_seconds", 0.0))
+
+
 def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
                 max_updates: int | None = None, poll_seconds: float = 0.25) -> dict:
     """Train from the replay until ``deadline`` (``time.time()``); publish weights and checkpoints.
@@ -130,7 +143,8 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
         ``weights_version``, ``device``, ``mean_loss`` (this call), ``lost``,
         ``train_seconds`` (inside torch updates), ``ingest_seconds`` (polling the
         store into the cache and tree), ``startup_seconds`` (network, weights, resume
-        reload), ``seconds``.
+        reload), ``seconds``, ``trained_seconds`` (over all sessions, see
+        :func:`trained_seconds`).
     """
     import torch  # noqa: PLC0415
 
@@ -152,6 +166,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     updates = max(int(replay.meta.get("updates", replay.step)), version)
     learner.updates = updates
     ingested_total = int(replay.meta.get("ingested", 0))
+    trained_before, session_start = float(replay.meta.get("trained_seconds", 0.0)), time.time()
     if loaded is None:
         replay.save_weights(state_dict_arrays(net), version=0, meta={"updates": 0})
 
@@ -220,14 +235,17 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
             tree.rebuild()
         if time.time() - last_checkpoint >= table["checkpoint_seconds"]:
             replay.checkpoint(updates, meta={"updates": updates, "ingested": ingested_total,
-                                             "weights_version": version})
+                                             "weights_version": version,
+                                             "trained_seconds": trained_before + time.time() - session_start})
             last_checkpoint = time.time()
     if updates != version:
         version = updates
         replay.save_weights(state_dict_arrays(learner.online), version=version, meta={"updates": updates})
-    replay.checkpoint(updates, meta={"updates": updates, "ingested": ingested_total, "weights_version": version})
+    trained = trained_before + time.time() - session_start
+    replay.checkpoint(updates, meta={"updates": updates, "ingested": ingested_total, "weights_version": version,
+                                     "trained_seconds": trained})
     return {"updates": updates, "new_updates": len(losses), "ingested": ingested, "replay_size": cache.size,
-            "weights_version": version, "device": device, "lost": int(replay.lost.sum()),
+            "weights_version": version, "device": device, "lost": int(replay.lost.sum()), "trained_seconds": trained,
             "mean_loss": float(np.mean(losses)) if losses else float("nan"),
             "train_seconds": train_seconds, "ingest_seconds": ingest_seconds, "startup_seconds": startup_seconds,
             "seconds": time.perf_counter() - start}
