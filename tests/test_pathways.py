@@ -8,6 +8,7 @@ evaluation log, then refined by piecewise NEB on the ``threads`` site.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ from mapcvd.config import defaults, validate
 from mapcvd.errors import InputError
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
 from mapcvd.map.evaluate import evaluation_log_path
-from mapcvd.map.pathway_store import read_pathway, read_ranking
+from mapcvd.map.pathway_store import begin_pathway, read_pathway, read_ranking, write_segment
 from mapcvd.map.pathways import Segment, profile_of, segment_profile, stitch
 from mapcvd.map.system import build_system
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
@@ -156,6 +157,40 @@ def test_report_files_for_ovito(lj_store):
     assert ts.arrays["displacement"].shape == (109, 3)
     assert ts.arrays["displacement_A"].argmax() == 108  # the dragged atom moved most
     assert ts.info["barrier_forward_eV"] == pytest.approx(printed["ranking"][0]["barriers_eV"][0])
+
+
+def test_rerun_keeps_refined_segments_and_redoes_a_missing_one(lj_store, tmp_path):
+    """A ``map paths`` stopped midway (here: one segment's group gone) redoes only what is missing."""
+    path, _, printed = lj_store
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(path, copy)
+    root = open_campaign(copy, "r+")
+    group = root["map/pathways/greedy_e0000"]
+    kept_before = dict(group["segment_000"].attrs)
+    del group["segment_001"]
+    again = _map_paths(copy, tmp_path / "report", "--prominence", 0.3)
+    root = open_campaign(copy, "r")
+    group = root["map/pathways/greedy_e0000"]
+    assert dict(group["segment_000"].attrs) == kept_before  # not refined again (same seconds)
+    assert "barrier_forward_eV" in group["segment_001"].attrs  # refined again
+    assert again["ranking"][0]["barriers_eV"] == pytest.approx(printed["ranking"][0]["barriers_eV"], abs=1e-6)
+
+
+def test_begin_pathway_keeps_segments_only_for_the_same_source(tmp_path):
+    root = create_campaign(tmp_path / "p.zarr", config=validate({}))
+    source = {"log": "map/evaluation/greedy", "episode": 0, "segments": [(0, 1, 2)], "neb": {"images": 5}}
+    assert begin_pathway(root, "greedy_e0000", np.zeros(3), np.arange(3.0), [(0, 1, 2)], source=source) == {}
+    result = {"energies": np.array([0.0, 0.4, 0.1]), "coordinate": np.arange(3.0), "positions": np.zeros((3, 2, 3)),
+              "barrier_forward_eV": 0.4, "barrier_backward_eV": 0.3, "converged": True, "steps": 7,
+              "fmax_eV_A": 0.01, "seconds": 1.5, "driver": "ase", "ts_index": 1}
+    write_segment(root, "greedy_e0000", 0, result)
+    kept = begin_pathway(root, "greedy_e0000", np.zeros(3), np.arange(3.0), [(0, 1, 2)], source=source)
+    assert list(kept) == [0] and kept[0]["seconds"] == 1.5
+    np.testing.assert_array_equal(kept[0]["energies"], result["energies"])
+    assert kept[0]["positions"].shape == (3, 2, 3)
+    other = {**source, "neb": {"images": 7}}  # other NEB settings: start afresh
+    assert begin_pathway(root, "greedy_e0000", np.zeros(3), np.arange(3.0), [(0, 1, 2)], source=other) == {}
+    assert "segment_000" not in root["map/pathways/greedy_e0000"]
 
 
 # ------------------------------------------------------------------ heavier

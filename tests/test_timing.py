@@ -78,5 +78,6 @@ def test_record_app_writes_one_line_per_task_only_when_asked(tmp_path, monkeypat
     assert [r["name"] for r in rows] == ["task", "failing"]
     assert [r["ok"] for r in rows] == [True, False]
     assert rows[0]["torch_cpu"] >= 0.025 and rows[0]["cpu"] >= rows[0]["torch_cpu"]
+    assert rows[0]["process_cpu"] >= rows[0]["cpu"] - 1e-3
     assert rows[0]["end"] >= rows[0]["start"] and rows[0]["pid"] == os.getpid()
     assert task.__name__ == "task"

@@ -260,10 +260,16 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
             segment_app = parsl.python_app(segment_task, executors=cpu)
             futures = {}
             for row in chosen:
-                begin_pathway(group, row["label"], row["energy"], row["coordinate"],
-                              [(s.start, s.peak, s.end) for s in row["segments"]])
-                row["results"] = [None] * len(row["segments"])
+                bounds = [(s.start, s.peak, s.end) for s in row["segments"]]
+                source = {"log": row["ref"].log, "episode": int(row["ref"].episode), "segments": bounds,
+                          "neb": dict(neb_settings)}
+                kept = begin_pathway(group, row["label"], row["energy"], row["coordinate"], bounds, source=source)
+                row["results"] = [kept.get(k) for k in range(len(bounds))]
+                if kept:
+                    log(f"{row['label']}: {len(kept)} of {len(bounds)} segment(s) refined before, kept")
                 for k, s in enumerate(row["segments"]):
+                    if k in kept:
+                        continue
                     future = segment_app(store_path, table, row["ref"].log, row["ref"].episode, s.start, s.end,
                                          dict(neb_settings))
                     futures[future] = (row, k)

@@ -19,12 +19,15 @@ Layout (arrays, never pickles; attributes are JSON)::
         refined_segment  (M,)     int64 segment of each point
         refined_ts       (S,)     int64 index of each transition state in the refined arrays
 
-A pathway is rewritten from scratch: its group is first marked incomplete, then the
-arrays are written, then its attributes with ``complete=True`` (commit after data);
-readers use only complete pathways.
+A pathway is rewritten: its group is first marked incomplete, then the arrays are
+written, then its attributes with ``complete=True`` (commit after data); readers use
+only complete pathways. A rerun from the same source (episode, segments, NEB settings)
+keeps the segments already refined; any other source starts the pathway from scratch.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import zarr
@@ -33,6 +36,7 @@ from mapcvd.errors import StoreError
 from mapcvd.map.pathways import PATHWAYS_PATH
 
 PATHWAY_KIND = "mapcvd-pathway"
+_SEGMENT_ARRAYS = ("energies", "coordinate", "positions")
 PATHWAYS_KIND = "mapcvd-pathways"
 
 
@@ -46,24 +50,48 @@ def pathway_path(label: str) -> str:
     return f"{PATHWAYS_PATH}/{label}"
 
 
-def begin_pathway(root: zarr.Group, label: str, raw_energy, raw_coordinate, segments) -> zarr.Group:
-    """Start (or restart) pathway ``label``: drop what was there, write its raw profile and segments."""
+def begin_pathway(root: zarr.Group, label: str, raw_energy, raw_coordinate, segments,
+                  *, source: dict | None = None) -> dict[int, dict]:
+    """Start (or restart) pathway ``label``: write its raw profile and segments.
+
+    With ``source`` (JSON-able: the episode, its segments and the NEB settings), a
+    pathway stored before from the same source keeps its refined segments, and they
+    are returned (index -> the result :func:`write_segment` stored), so that a run
+    stopped midway does not refine them again. Otherwise what was there is dropped and
+    nothing is returned.
+    """
     path = pathway_path(label)
     parent = root.require_group(PATHWAYS_PATH)
+    source = None if source is None else json.loads(json.dumps(source))
+    kept: dict[int, dict] = {}
     if label in parent:
-        del parent[label]
+        if source is not None and parent[label].attrs.get("source_key") == source:
+            kept = _stored_segments(parent[label], len(np.asarray(segments).reshape(-1, 3)))
+        else:
+            del parent[label]
     group = root.require_group(path)
-    group.update_attributes({"kind": PATHWAY_KIND, "complete": False})
+    group.update_attributes({"kind": PATHWAY_KIND, "complete": False, "source_key": source})
     _array(group, "raw_energy", np.asarray(raw_energy, dtype=np.float64))
     _array(group, "raw_coordinate", np.asarray(raw_coordinate, dtype=np.float64))
     _array(group, "segments", np.asarray(segments, dtype=np.int64).reshape(-1, 3))
-    return group
+    return kept
+
+
+def _stored_segments(group: zarr.Group, n_segments: int) -> dict[int, dict]:
+    """The committed segments of a pathway group (attributes present), as :func:`write_segment` got them."""
+    kept = {}
+    for k in range(n_segments):
+        seg = group.get(f"segment_{k:03d}")
+        if seg is None or "barrier_forward_eV" not in seg.attrs:  # absent, or cut before its commit
+            continue
+        kept[k] = {**dict(seg.attrs), **{name: np.asarray(seg[name][...]) for name in _SEGMENT_ARRAYS}}
+    return kept
 
 
 def write_segment(root: zarr.Group, label: str, index: int, result: dict) -> None:
     """Store one refined segment (arrays first, its attributes last)."""
     group = root.require_group(f"{pathway_path(label)}/segment_{index:03d}")
-    for name in ("energies", "coordinate", "positions"):
+    for name in _SEGMENT_ARRAYS:
         _array(group, name, np.asarray(result[name], dtype=np.float64))
     group.update_attributes({k: result[k] for k in ("barrier_forward_eV", "barrier_backward_eV", "converged", "steps",
                                                     "fmax_eV_A", "seconds", "driver", "ts_index")})
