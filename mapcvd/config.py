@@ -180,7 +180,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rescale_velocities": Key(bool, True, "scale velocities to the stage temperature at each stage start"),
         "relax_iterations": Key(int, 25, "CG iterations relaxing the bare slab before stage 1 (0: none)", min=0,
                                 max=100_000),
-        "exhaust_products": Key(bool, True, "take out free H2O, SO and SO2 at each stage start (flow reactor)"),
+        "exhaust_products": Key(bool, True, "take out all gas but the feed (S2, H2, H2S) at each stage start (flow reactor)"),
         "seed": Key(int, 0, "random seed of mapcvd cvd rmd (gas placement, velocities, removal)", min=0),
     },
     # [cvd_learning]: the CVD dataset, NADE-CVD, REINFORCE agent and validation

@@ -43,7 +43,7 @@ STAGE_COLUMNS = (
     "stage", "T_target_K", "n_S2", "n_H2", "n_H2S", "T_mean_K", "energy_eV", "n_atoms",
     "f_2H", "f_1T", "f_defect", "gas_S2", "gas_H2", "gas_H2S",
     "inserted_S2", "inserted_H2", "inserted_H2S", "removed_S2", "removed_H2", "removed_H2S",
-    "exhausted_H2O", "exhausted_SO", "exhausted_SO2",
+    "exhausted_H2O", "exhausted_SO", "exhausted_SO2", "exhausted_other",
 )
 
 

@@ -7,9 +7,10 @@ H2S; the run is split into stages, each set by ``X_t = (T, n_S2, n_H2, n_H2S)``.
 bare slab, cut from the bulk crystal, is first relaxed by a few conjugate-gradient
 iterations (its surfaces release about 0.9 eV per Mo). At the start of every stage
 
-1. free by-product molecules (H2O, SO, SO2) are taken out, as the carrier gas of a flow
-   reactor carries them away (``exhaust_products``, on by default; in a closed box they
-   pile up until the stage's gas no longer fits);
+1. everything in the gas phase but the feed gas (H2O, SO, SO2, O2, S atoms and chains,
+   SH, H, ...) is taken out, as the carrier gas of a flow reactor carries it away
+   (``exhaust_products``, on by default; in a closed box the fragments pile up until
+   the stage's gas no longer fits);
 2. the gas is brought to the stage's molecule counts: free molecules of a species are
    inserted into the vacuum without overlap (:func:`mapcvd.md.moo3.insert_gas`) or
    removed; only *free* molecules are ever removed, found by bonding connectivity
@@ -51,8 +52,9 @@ from mapcvd.errors import InputError, MDError
 GAS_ORDER: tuple[str, str, str] = ("S2", "H2", "H2S")
 #: Molecular species reported per stage.
 SPECIES: tuple[str, ...] = ("S2", "H2S", "H2", "H2O", "SO", "SO2")
-#: Free by-products taken out at each stage start when ``exhaust_products`` is set.
-PRODUCTS: tuple[str, ...] = ("H2O", "SO", "SO2")
+#: Columns of ``RmdResult.exhausted``: gas-phase components taken out at each stage start
+#: when ``exhaust_products`` is set, by name; "other" counts the rest (O2, S, S_n, SH, H, ...).
+PRODUCTS: tuple[str, ...] = ("H2O", "SO", "SO2", "other")
 #: LAMMPS type order of the ReaxFF runs (ffield.MoSOH).
 ELEMENTS: tuple[str, ...] = ("Mo", "O", "S", "H")
 
@@ -90,11 +92,11 @@ class RmdSettings:
         Stages of a run of the campaign [``n_stages``]; :func:`run_schedule` runs
         whatever number of stages its schedule has.
     exhaust_products
-        At each stage start, take out the free by-product molecules (:data:`PRODUCTS`:
-        H2O, SO, SO2), as the carrier gas of a flow reactor carries them away
-        [``exhaust_products``]. Without it they accumulate in the closed box, and at
-        high temperature and full gas counts the vacuum runs out of room for the
-        stage's gas within a few stages.
+        At each stage start, take out everything in the gas phase but the feed gas
+        (:func:`exhaust_products`: by-products, released O, fragments), as the carrier
+        gas of a flow reactor carries it away [``exhaust_products``]. Without it, at
+        high temperature, the feed gas breaks up faster than it is counted, each stage
+        inserts more, and the vacuum runs out of room within a few stages.
     """
 
     n_mo: int = 16
@@ -157,8 +159,9 @@ class RmdResult:
     md_seconds (inside LAMMPS) and wall_seconds.
 
     Added by the implementation: inserted and removed (S, 3) int, molecules of each
-    GAS_ORDER species added or taken at each stage start; exhausted (S, 3) int, free
-    by-product molecules (PRODUCTS) taken out at each stage start; build_seconds, the part of
+    GAS_ORDER species added or taken at each stage start; exhausted (S, 4) int,
+    gas-phase components taken out at each stage start (PRODUCTS), and exhausted_atoms
+    (S,) int, their atoms; build_seconds, the part of
     md_seconds spent building LAMMPS engines (``n_builds`` of them); steps_per_stage and
     timestep_fs. md_seconds counts every LAMMPS call: engine builds, the slab relaxation
     (once per process and slab), the MD runs and the gathers of positions/velocities. Each frame is a dict with ``positions`` (N, 3) A, ``numbers`` (N,),
@@ -178,6 +181,7 @@ class RmdResult:
     frames: list = field(default_factory=list)
     inserted: np.ndarray | None = None
     exhausted: np.ndarray | None = None
+    exhausted_atoms: np.ndarray | None = None
     removed: np.ndarray | None = None
     build_seconds: float = 0.0
     n_builds: int = 0
@@ -220,25 +224,31 @@ def _zero_momentum(velocities: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- gas
-def exhaust_products(atoms: Atoms, velocities: np.ndarray) -> tuple[Atoms, np.ndarray, np.ndarray]:
-    """Take out every free by-product molecule (:data:`PRODUCTS`), as a flow reactor's carrier gas does.
+def exhaust_products(atoms: Atoms, velocities: np.ndarray) -> tuple[Atoms, np.ndarray, np.ndarray, int]:
+    """Take out everything in the gas phase but the feed gas, as a flow reactor's carrier gas does.
 
-    Only free molecules (bonded components named H2O, SO or SO2 by
-    :func:`mapcvd.cvd.species.find_molecules`) are taken; an atom bonded to the slab
-    never is.
+    A bonded component (:func:`mapcvd.cvd.species.find_molecules`) leaves when it holds
+    no Mo (so it is not the slab or bonded to it) and is not a feed molecule (S2, H2 or
+    H2S, whose counts the schedule sets): the by-products H2O, SO and SO2, O2 released
+    by the slab, and fragments such as S atoms, S_n chains, SH or H.
 
     Returns
     -------
     tuple
-        ``(atoms, velocities, exhausted)``: the kept atoms in their order, their
-        velocities, and the molecules of each :data:`PRODUCTS` species taken out.
+        ``(atoms, velocities, exhausted, n_atoms)``: the kept atoms in their order, their
+        velocities, the components taken out by :data:`PRODUCTS` name (H2O, SO, SO2,
+        then all others), and the number of atoms taken out.
     """
     mol = find_molecules(atoms)
-    exhausted = np.array([mol.count(name) for name in PRODUCTS], dtype=np.int64)
-    if not exhausted.any():
-        return atoms, velocities, exhausted
-    keep = ~np.isin(mol.label, np.concatenate([mol.free(name) for name in PRODUCTS]))
-    return atoms[keep], velocities[keep], exhausted
+    has_mo = np.bincount(mol.label, weights=np.asarray(atoms.numbers) == 42, minlength=len(mol)) > 0
+    leaving = ~has_mo & ~np.isin(mol.names, GAS_ORDER)
+    names = mol.names[leaving]
+    named = [int(np.count_nonzero(names == name)) for name in PRODUCTS[:-1]]
+    exhausted = np.array([*named, int(leaving.sum()) - sum(named)], dtype=np.int64)
+    keep = ~leaving[mol.label]
+    if keep.all():
+        return atoms, velocities, exhausted, 0
+    return atoms[keep], velocities[keep], exhausted, int(np.count_nonzero(~keep))
 
 
 def adjust_gas(
@@ -418,7 +428,7 @@ def run_schedule(
             raise type(exc)(f"slab relaxation: {exc}") from exc
     velocities = maxwell_boltzmann(atoms.get_masses(), float(sched[0, 0]), rng)
 
-    out = {k: [] for k in ("fractions", "gas", "temp", "energy", "species", "n_atoms", "ins", "rem", "exh")}
+    out = {k: [] for k in ("fractions", "gas", "temp", "energy", "species", "n_atoms", "ins", "rem", "exh", "exh_atoms")}
     frames: list[dict] = []
     n_builds, engine = 0, None
     try:
@@ -426,9 +436,9 @@ def run_schedule(
             t_stage = time.perf_counter()
             temperature = float(sched[k, 0])
             where = f"stage {k + 1}/{n_stages} (T {temperature:g} K)"
-            exhausted = np.zeros(len(PRODUCTS), dtype=np.int64)
+            exhausted, exhausted_atoms = np.zeros(len(PRODUCTS), dtype=np.int64), 0
             if settings.exhaust_products and k > 0:
-                atoms, velocities, exhausted = exhaust_products(atoms, velocities)
+                atoms, velocities, exhausted, exhausted_atoms = exhaust_products(atoms, velocities)
             try:
                 atoms, velocities, inserted, removed = adjust_gas(atoms, velocities, targets[k], temperature, rng, settings)
             except GasInsertionError as exc:
@@ -469,6 +479,7 @@ def run_schedule(
             out["ins"].append(inserted)
             out["rem"].append(removed)
             out["exh"].append(exhausted)
+            out["exh_atoms"].append(exhausted_atoms)
             frames.append({
                 "positions": atoms.get_positions(), "numbers": atoms.numbers.copy(),
                 "cell": np.array(atoms.cell[:]), "molecule": atoms.arrays["mapcvd_molecule"].copy(),
@@ -497,6 +508,7 @@ def run_schedule(
         inserted=np.array(out["ins"], dtype=np.int64).reshape(n_stages, 3),
         removed=np.array(out["rem"], dtype=np.int64).reshape(n_stages, 3),
         exhausted=np.array(out["exh"], dtype=np.int64).reshape(n_stages, len(PRODUCTS)),
+        exhausted_atoms=np.array(out["exh_atoms"], dtype=np.int64),
         build_seconds=build.seconds,
         n_builds=n_builds,
         steps_per_stage=steps,
