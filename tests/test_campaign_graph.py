@@ -113,6 +113,21 @@ def test_whole_graph_on_threads_then_resume_skips_done_stages(tmp_path):
     assert counts(group) == done
     assert sum("done before, skipped" in line for line in lines) == len(STAGES)
 
+    # training resumed after its budget (map.minutes, counted by the learner) was spent: nothing more trains
+    from mapcvd.map.learner import trained_seconds
+    from mapcvd.store import set_stage_status
+    from mapcvd.store.replay import LearnerReplay
+
+    replay = LearnerReplay(group)
+    replay.checkpoint(replay.step, meta={**replay.meta, "trained_seconds": 60.0 * config["map"]["minutes"] + 5})
+    assert trained_seconds(group) > 60.0 * config["map"]["minutes"]
+    set_stage_status(group, "map_train", "pending")
+    lines.clear()
+    run_campaign(config, group, str(path), campaign_site("threads", str(tmp_path / "ri4"), config),
+                 log=lines.append)
+    assert any("min left" in line and line.startswith("map_train:") for line in lines), lines
+    assert counts(group) == done and stage_statuses(group)["map_train"] == "done"
+
     # the report: one HTML page with the figures the store supports and the summary table
     from mapcvd.report import write_campaign_report
 
