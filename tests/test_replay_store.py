@@ -216,6 +216,19 @@ def test_learner_resumes_from_cursors_priorities_and_weights(root):
     np.testing.assert_array_equal(metrics["loss"], [0.5, 0.35])
 
 
+def test_metrics_row_grown_but_not_yet_written_is_not_read(root):
+    """A reader that catches log_metrics between its resize and its commit sees the rows before."""
+    learner = LearnerReplay(root)
+    learner.log_metrics(10, {"loss": 0.5})
+    learner.log_metrics(20, {"loss": 0.4})
+    node = root["map/learner/metrics"]
+    for name in ("loss", "step"):  # the writer's next row, grown (fill value 0) and not committed
+        node[name].resize((3,))
+    metrics = read_metrics(root)
+    np.testing.assert_array_equal(metrics["step"], [10, 20])
+    np.testing.assert_array_equal(metrics["loss"], [0.5, 0.4])
+
+
 def test_no_weights_before_first_publish(root):
     assert read_weights(root) is None and latest_weights_version(root) is None
     assert LearnerReplay(root).load_weights() is None

@@ -22,7 +22,7 @@ Layout (below the campaign root)::
         ingest/                 array checkpoint: cursors (A,), lost (A,),
                                 priorities (A, C); meta: step, ...
         weights/                array checkpoint: the network's state dict + meta
-        metrics/                step int64 (rows) + one float64 array per metric
+        metrics/                step int64 + one float64 array per metric; attrs: rows (the commit)
 
 Policies
 --------
@@ -703,9 +703,10 @@ class LearnerReplay:
     def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
         """Append one row of scalar metrics at ``step``.
 
-        The metric names are fixed by the first call. The ``step`` array is written
-        last (commit after data); rows past the last :meth:`checkpoint` of a crashed
-        learner are dropped when a new learner logs its first row.
+        The metric names are fixed by the first call. The group's ``rows`` attribute
+        is written last (commit after data: a reader can see an array grown before its
+        value is written); rows past the last :meth:`checkpoint` of a crashed learner
+        are dropped when a new learner logs its first row.
         """
         names = sorted(values)
         if not names or any(not isinstance(n, str) or not n.isidentifier() or n == "step" for n in names):
@@ -720,18 +721,18 @@ class LearnerReplay:
         if metrics.attrs.get("names") != names:
             raise StoreError(f"metric names {names} differ from the stored {metrics.attrs.get('names')}")
         if not self._metrics_trimmed:
-            steps = np.asarray(metrics["step"][...])
+            steps = np.asarray(metrics["step"][: _metric_rows(metrics)])
             keep = int(np.searchsorted(steps, self.step, side="right")) if steps.size else 0
+            metrics.attrs["rows"] = keep  # first: readers never see a row being dropped
             for name in [*names, "step"]:
                 metrics[name].resize((keep,))
             self._metrics_trimmed = True
-        n = metrics["step"].shape[0]
-        for name in names:
+        n = _metric_rows(metrics)
+        for name in [*names, "step"]:
             arr = metrics[name]
-            arr.resize((n + 1,))
-            arr[n] = float(values[name])
-        metrics["step"].resize((n + 1,))
-        metrics["step"][n] = int(step)
+            arr.resize((n + 1,))  # a reader may see the new shape before the value: rows is the commit
+            arr[n] = int(step) if name == "step" else float(values[name])
+        metrics.attrs["rows"] = n + 1
 
 
 def read_weights(root: zarr.Group) -> tuple[dict[str, np.ndarray], int, dict] | None:
@@ -748,12 +749,18 @@ def latest_weights_version(root: zarr.Group) -> int | None:
     return None if node is None else node.attrs.get("latest")
 
 
+def _metric_rows(metrics: zarr.Group) -> int:
+    """Committed rows of the metrics group (stores of earlier versions: the length of ``step``)."""
+    rows = metrics.attrs.get("rows")
+    return int(metrics["step"].shape[0]) if rows is None else int(rows)
+
+
 def read_metrics(root: zarr.Group) -> dict[str, np.ndarray]:
-    """The learner's metrics: ``step`` plus one array per metric, all of one length."""
+    """The learner's metrics: ``step`` plus one array per metric, all of one length (committed rows only)."""
     node = fresh_group(root, METRICS_PATH)
     if node is None:
         return {}
-    n = node["step"].shape[0]
+    n = min(_metric_rows(node), node["step"].shape[0])
     out = {"step": np.asarray(node["step"][:n])}
     for name in node.attrs.get("names", []):
         arr = node[name]
