@@ -147,8 +147,8 @@ def summarise(records: list[dict], sampler: CampaignSampler, driver_pid: int, wa
     compute = {kind: sum(r[f"{kind}_cpu"] for r in records) for kind in ("lammps", "torch")}
     worker_pids = {r["pid"] for r in records if r["pid"] != driver_pid}
     by_role = {"driver": 0.0, "workers": 0.0, "parsl": 0.0, "lammps children": 0.0}
-    for (pid, _), cpu in sampler.cpu.items():
-        name = sampler.names.get((pid, _), "")
+    for key, cpu in sampler.cpu.items():
+        pid, name = key[0], sampler.names.get(key, "")
         if pid == driver_pid:
             by_role["driver"] += cpu
         elif pid in worker_pids:

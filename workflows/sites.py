@@ -106,9 +106,10 @@ DEFAULT_SITE = "local"
 
 #: Shell lines run before every ``"cpu"`` worker pool: one thread per worker.
 _SINGLE_THREAD_INIT = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
-#: Milliseconds between the polls of Parsl's interchange and worker pools (Parsl's
-#: default, 10 ms, keeps them busy: 2-3% of a laptop demo's CPU); mapcvd's tasks run
-#: seconds to hours, so 100 ms more latency per task costs nothing.
+#: Milliseconds between the polls of Parsl's interchange and worker pools. Parsl's
+#: default, 10 ms, kept them busy: 1.2% of the laptop demo's CPU, 0.4% at 100 ms
+#: (benchmarks/campaign_overhead.py); mapcvd's tasks run seconds to hours, so 100 ms
+#: more latency per task costs nothing.
 POLL_MS = 100
 
 

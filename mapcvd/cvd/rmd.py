@@ -45,7 +45,7 @@ from ase import Atoms, units
 from mapcvd.cvd.phases import PHASES, classify_mo
 from mapcvd.cvd.ranges import PAPER_RANGES, ScheduleRanges
 from mapcvd.cvd.schedule import validate_schedule
-from mapcvd.cvd.species import find_molecules
+from mapcvd.cvd.species import Molecules, find_molecules
 from mapcvd.errors import InputError, MDError
 
 #: Order of the gas counts in ``RmdResult.gas_counts`` (as in the schedule's columns 1..3).
@@ -224,13 +224,15 @@ def _zero_momentum(velocities: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- gas
-def exhaust_products(atoms: Atoms, velocities: np.ndarray) -> tuple[Atoms, np.ndarray, np.ndarray, int]:
+def exhaust_products(atoms: Atoms, velocities: np.ndarray,
+                     molecules: Molecules | None = None) -> tuple[Atoms, np.ndarray, np.ndarray, int]:
     """Take out everything in the gas phase but the feed gas, as a flow reactor's carrier gas does.
 
     A bonded component (:func:`mapcvd.cvd.species.find_molecules`) leaves when it holds
     no Mo (so it is not the slab or bonded to it) and is not a feed molecule (S2, H2 or
     H2S, whose counts the schedule sets): the by-products H2O, SO and SO2, O2 released
-    by the slab, and fragments such as S atoms, S_n chains, SH or H.
+    by the slab, and fragments such as S atoms, S_n chains, SH or H. ``molecules``: the
+    components of ``atoms`` when already found (the end of the previous stage).
 
     Returns
     -------
@@ -239,7 +241,7 @@ def exhaust_products(atoms: Atoms, velocities: np.ndarray) -> tuple[Atoms, np.nd
         velocities, the components taken out by :data:`PRODUCTS` name (H2O, SO, SO2,
         then all others), and the number of atoms taken out.
     """
-    mol = find_molecules(atoms)
+    mol = find_molecules(atoms) if molecules is None else molecules
     has_mo = np.bincount(mol.label, weights=np.asarray(atoms.numbers) == 42, minlength=len(mol)) > 0
     leaving = ~has_mo & ~np.isin(mol.names, GAS_ORDER)
     names = mol.names[leaving]
@@ -431,6 +433,7 @@ def run_schedule(
     out = {k: [] for k in ("fractions", "gas", "temp", "energy", "species", "n_atoms", "ins", "rem", "exh", "exh_atoms")}
     frames: list[dict] = []
     n_builds, engine = 0, None
+    species: Molecules | None = None  # the components at the end of the last stage
     try:
         for k in range(n_stages):
             t_stage = time.perf_counter()
@@ -438,7 +441,7 @@ def run_schedule(
             where = f"stage {k + 1}/{n_stages} (T {temperature:g} K)"
             exhausted, exhausted_atoms = np.zeros(len(PRODUCTS), dtype=np.int64), 0
             if settings.exhaust_products and k > 0:
-                atoms, velocities, exhausted, exhausted_atoms = exhaust_products(atoms, velocities)
+                atoms, velocities, exhausted, exhausted_atoms = exhaust_products(atoms, velocities, species)
             try:
                 atoms, velocities, inserted, removed = adjust_gas(atoms, velocities, targets[k], temperature, rng, settings)
             except GasInsertionError as exc:
