@@ -288,10 +288,33 @@ def _campaign_summary(results: dict) -> list[str]:
     if nade:
         lines.append("NADE-CVD held-out MAE (free-running): "
                      + ", ".join(f"{k} {v:.4f}" for k, v in nade["mae_free_run"].items()))
-    agent = results.get("cvd_agent")
-    if agent:
+    lines += _agent_lines(results)
+    return lines
+
+
+def _agent_lines(results: dict) -> list[str]:
+    """The CVD agents' returns against random schedules and the paper's strategy (undiscounted)."""
+    from mapcvd.cvd.learning import NO_2H  # noqa: PLC0415
+
+    lines = []
+    for stage, what in (("cvd_agent", "this campaign's NADE-CVD"), ("cvd_agent_paper", None)):
+        agent = results.get(stage)
+        if not agent:
+            continue
         c = agent["comparison"]
-        lines.append(f"agent expected return {c['agent']:.4f} vs random {c['random']:.4f}")
+        what = what or f"the {agent['surrogate']} surrogate"
+        line = (f"CVD agent on {what}: return {c['agent']:.4f}, random schedules {c['random']:.4f}, "
+                f"paper's strategy {c['strategy']:.4f}")
+        if agent.get("max_2h") is not None and agent["max_2h"] < NO_2H:
+            line += (f"; no reactive-MD run of the dataset formed 2H (largest fraction {agent['max_2h']:.3g}), "
+                     "so these returns are noise around 0, not a result")
+        else:
+            line += f"; agent/random x{c['ratio']:.2f}, agent/strategy x{c['ratio_strategy']:.2f}"
+        lines.append(line)
+        if "best_schedule" in agent:
+            t = [row[0] for row in agent["best_schedule"]]
+            lines.append(f"  best schedule (return {agent['best_return']:.3f}): T (K) per stage "
+                         + " ".join(f"{v:.0f}" for v in t))
     return lines
 
 

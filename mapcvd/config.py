@@ -200,6 +200,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "nade_val_fraction": Key(float, 0.2, "share of done runs held out for validation", min=0.01, max=0.9),
         "nade_patience": Key(int, 100, "epochs without a better validation loss before stopping (0: never)",
                              min=0, max=10_000_000),
+        # surrogates (mapcvd/cvd/surrogates.py): 'store' = the NADE-CVD trained on this campaign's
+        # dataset, 'paper' = the CVD paper's trained NADE-CVD (shipped), or PATH.pt of that format
+        "surrogate": Key(str, "store", "surrogate of 'cvd agent|predict|validate|optimise' without --surrogate: "
+                         "store, paper or PATH.pt"),
+        "reference_surrogate": Key(str, "paper", "second surrogate the campaign trains an agent on, beside its own "
+                                   "NADE-CVD: paper, PATH.pt or none"),
         # REINFORCE agent with a value baseline
         "agent_updates": Key(int, 3000, "REINFORCE updates (paper: 15,000)", min=1, max=100_000_000),
         "agent_batch": Key(int, 32, "episodes per REINFORCE update", min=1, max=1_000_000),

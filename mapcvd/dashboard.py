@@ -47,7 +47,8 @@ EVALUATION_PARENT = "map/evaluation"
 PATHWAYS_PATH = "map/pathways"
 PATHWAY_KIND = "mapcvd-pathway"
 NADE_RESULTS = "cvd/nade/results"
-AGENT_RESULTS = "cvd/agent/results"
+#: The agents' results: on the campaign's own NADE-CVD, and on the reference surrogate.
+AGENT_RESULTS = {"agent": "cvd/agent/results", "agent_paper": "cvd/agent_paper/results"}
 #: Failed CVD runs listed one by one per table.
 MAX_FAILED_RUNS = 8
 #: Points kept of a history (loss, return) for sparklines.
@@ -370,18 +371,23 @@ def _cvd_nade(root, snap: dict, now: float, history: dict | None) -> dict:
 
 
 def _cvd_agent(root, snap: dict, now: float, history: dict | None) -> dict:
-    agent = _checkpoint(root, AGENT_RESULTS)
-    if agent is None:
-        return {}
-    arrays, version, meta = agent
-    returns = np.asarray(arrays.get("mean_return", np.zeros(0)), dtype=np.float64)
-    expected = meta.get("expected_return") if isinstance(meta.get("expected_return"), dict) else {}
-    return {"agent": {
-        "results_version": version, "policy_version": meta.get("policy_version"), "updates": meta.get("updates"),
-        "last_mean_return": float(returns[-1]) if returns.size else None,
-        "expected_return": expected.get("agent"), "random_return": expected.get("random"),
-        "ratio": expected.get("ratio"), "return_history": _tail(returns),
-    }}
+    out = {}
+    for key, path in AGENT_RESULTS.items():
+        agent = _checkpoint(root, path)
+        if agent is None:
+            continue
+        arrays, version, meta = agent
+        returns = np.asarray(arrays.get("total_return", arrays.get("mean_return", np.zeros(0))), dtype=np.float64)
+        expected = meta.get("expected_return") if isinstance(meta.get("expected_return"), dict) else {}
+        surrogate = meta.get("surrogate") if isinstance(meta.get("surrogate"), dict) else {}
+        out[key] = {
+            "results_version": version, "policy_version": meta.get("policy_version"), "updates": meta.get("updates"),
+            "surrogate": surrogate.get("label", "store"), "last_mean_return": float(returns[-1]) if returns.size else None,
+            "expected_return": expected.get("agent"), "random_return": expected.get("random"),
+            "strategy_return": expected.get("strategy"), "ratio": expected.get("ratio"),
+            "dataset_max_2h": meta.get("dataset_max_2h"), "return_history": _tail(returns),
+        }
+    return out
 
 
 # ------------------------------------------------------------------- snapshot
@@ -393,7 +399,7 @@ _READERS: tuple[tuple[str, Callable, tuple[str, ...]], ...] = (
     ("map", _map_actors, ("map_train",)), ("map", _map_learner, ("map_train",)),
     ("map", _map_evaluation, ("map_evaluate_greedy", "map_evaluate_random")), ("neb", _neb, ("map_paths",)),
     ("cvd", _cvd_tables, ("cvd_dataset", "cvd_validate")), ("cvd", _cvd_nade, ("cvd_nade",)),
-    ("cvd", _cvd_agent, ("cvd_agent",)),
+    ("cvd", _cvd_agent, ("cvd_agent", "cvd_agent_paper")),
 )
 
 

@@ -17,6 +17,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from mapcvd.cvd.learning import NO_2H
+
 __all__ = ["fmt_duration", "fmt_num", "plain_lines", "render", "sparkline"]
 
 _STATUS_STYLE = {"pending": ("○", "dim"), "running": ("▶", "bold yellow"), "done": ("✓", "green"),
@@ -207,6 +209,20 @@ def _runs_line(name: str, t: dict) -> Text:
                          f"{t['pending']} pending of {t['total']} runs; mean run {fmt_duration(t['mean_run_s'])}")
 
 
+def agent_comparison(a: dict) -> str:
+    """An agent's expected return against random schedules and the paper's strategy, in words.
+
+    When the campaign's own dataset formed no 2H the ratio is not printed: it would be a
+    ratio of two noises around 0.
+    """
+    text = (f"expected return {fmt_num(a['expected_return'])} vs random {fmt_num(a['random_return'])}"
+            + (f", paper's strategy {fmt_num(a['strategy_return'])}" if a.get("strategy_return") is not None else ""))
+    max_2h = a.get("dataset_max_2h")
+    if max_2h is not None and max_2h < NO_2H:
+        return text + f" (no 2H in the dataset: largest fraction {fmt_num(max_2h)}; not a result)"
+    return text + f" (x{fmt_num(a['ratio'], digits=3)})"
+
+
 def _cvd_panel(snapshot: dict) -> Panel:
     cvd = snapshot["cvd"]
     parts = []
@@ -219,12 +235,13 @@ def _cvd_panel(snapshot: dict) -> Panel:
                                    f"best {fmt_num(n['best_epoch'])} (val NLL {fmt_num(n['best_val_nll'])}); "
                                    f"last train {fmt_num(n['last_train_nll'])}, val {fmt_num(n['last_val_nll'])} ",
                                    (sparkline(n["val_history"]), "cyan")))
-    a = cvd.get("agent")
-    if a:
-        parts.append(Text.assemble(("agent ", "bold"), f"{fmt_num(a['updates'])} updates, last mean return "
-                                   f"{fmt_num(a['last_mean_return'])} ", (sparkline(a["return_history"]), "cyan"),
-                                   f"; expected return {fmt_num(a['expected_return'])} vs random "
-                                   f"{fmt_num(a['random_return'])} (x{fmt_num(a['ratio'], digits=3)})"))
+    for key in ("agent", "agent_paper"):
+        a = cvd.get(key)
+        if a:
+            parts.append(Text.assemble((f"agent ({a.get('surrogate', 'store')}) ", "bold"),
+                                       f"{fmt_num(a['updates'])} updates, last mean return "
+                                       f"{fmt_num(a['last_mean_return'])} ", (sparkline(a["return_history"]), "cyan"),
+                                       f"; {agent_comparison(a)}"))
     return Panel(Group(*parts), title="CVD synthesis", title_align="left")
 
 
@@ -305,11 +322,11 @@ def plain_lines(snapshot: dict) -> list[str]:
         lines.append(f"CVD NADE v{fmt_num(n['version'])}: {fmt_num(n['epochs_run'])} epochs, best epoch "
                      f"{fmt_num(n['best_epoch'])}, validation NLL {fmt_num(n['best_val_nll'])} "
                      f"(last train {fmt_num(n['last_train_nll'])}, val {fmt_num(n['last_val_nll'])})")
-    if cvd.get("agent"):
-        a = cvd["agent"]
-        lines.append(f"CVD agent: {fmt_num(a['updates'])} updates, last mean return {fmt_num(a['last_mean_return'])}; "
-                     f"expected return {fmt_num(a['expected_return'])} vs random {fmt_num(a['random_return'])} "
-                     f"(x{fmt_num(a['ratio'])})")
+    for key in ("agent", "agent_paper"):
+        a = cvd.get(key)
+        if a:
+            lines.append(f"CVD agent ({a.get('surrogate', 'store')}): {fmt_num(a['updates'])} updates, last mean "
+                         f"return {fmt_num(a['last_mean_return'])}; {agent_comparison(a)}")
     for w in snapshot["warnings"]:
         lines.append(f"{w['level'].upper()}: {w['source']}: {w['message']}")
     return lines

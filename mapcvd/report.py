@@ -61,7 +61,7 @@ def report_summary(root) -> dict:
         (held-out MAE per phase), ``agent`` (expected returns of agent and random
         schedules) and ``validation`` (its report).
     """
-    from mapcvd.cvd.learning import AGENT_RESULTS, NADE_WEIGHTS, jsonable  # noqa: PLC0415
+    from mapcvd.cvd.learning import NADE_WEIGHTS, agent_paths, jsonable  # noqa: PLC0415
     from mapcvd.map.pathway_store import read_ranking  # noqa: PLC0415
     from mapcvd.store import stage_statuses  # noqa: PLC0415
     from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH  # noqa: PLC0415
@@ -89,9 +89,12 @@ def report_summary(root) -> dict:
         meta = nade[2]
         out["nade"] = {"version": nade[1], "mae_one_step": meta.get("mae_one_step"),
                        "mae_free_run": meta.get("mae_free_run"), "runs": len(meta.get("dataset_rows", []))}
-    agent = _checkpoint(root, AGENT_RESULTS)
-    if agent is not None:
-        out["agent"] = {"version": agent[1], **(agent[2].get("expected_return") or {})}
+    for key, kind in (("agent", "store"), ("agent_paper", "paper")):
+        agent = _checkpoint(root, agent_paths(kind)[1])
+        if agent is not None:
+            meta = agent[2]
+            out[key] = {"version": agent[1], "surrogate": (meta.get("surrogate") or {}).get("label", "store"),
+                        "dataset_max_2h": meta.get("dataset_max_2h"), **(meta.get("expected_return") or {})}
     dataset = _table(root, DATASET_PATH)
     if dataset is not None:
         out["dataset"] = dataset.counts()
@@ -104,8 +107,7 @@ def report_summary(root) -> dict:
 def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Draw every figure the store supports; ``(caption, file name)`` pairs and error notes."""
     from mapcvd.cvd import plots as cvd_plots  # noqa: PLC0415
-    from mapcvd.cvd.learning import AGENT_RESULTS, NADE_RESULTS  # noqa: PLC0415
-    from mapcvd.cvd.validation import ranges_from_dict  # noqa: PLC0415
+    from mapcvd.cvd.learning import NADE_RESULTS, agent_paths  # noqa: PLC0415
     from mapcvd.map.pathway_report import write_report  # noqa: PLC0415
     from mapcvd.map.plots import PANELS, plot_training_curves  # noqa: PLC0415
     from mapcvd.map.progress import actor_logs, episodes_by_epoch  # noqa: PLC0415
@@ -151,21 +153,11 @@ def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
                 temperature=dataset.read("X", rows)[:, :, 0]))
         return paths
 
-    def agent() -> list:
-        found = _checkpoint(root, AGENT_RESULTS)
+    def agent(kind: str) -> list:
+        found = _checkpoint(root, agent_paths(kind)[1])
         if found is None:
             return []
-        arrays, _, meta = found
-        expected = meta.get("expected_return") or {}
-        ranges = ranges_from_dict(meta["ranges"])
-        best = arrays["best_schedules"][:3]
-        return [
-            cvd_plots.plot_learning_curve(arrays["mean_return"], expected.get("random", float("nan")),
-                                          out / "agent_learning_curve.png", agent_return=expected.get("agent")),
-            cvd_plots.plot_schedules(best, out / "agent_best_schedules.png", ranges=ranges,
-                                     labels=[f"#{i + 1}: return {r:.3f}"
-                                             for i, r in enumerate(arrays["best_returns"][:3])]),
-        ]
+        return cvd_plots.agent_figures(found[0], found[2], out, tag="" if kind == "store" else f"_{kind}")
 
     def validation() -> list:
         table = _table(root, VALIDATION_PATH)
@@ -182,7 +174,8 @@ def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
     draw("MAP training", training)
     draw("MAP pathways after piecewise NEB", pathways)
     draw("NADE-CVD", nade)
-    draw("REINFORCE agent", agent)
+    draw("REINFORCE agent on the campaign's NADE-CVD", lambda: agent("store"))
+    draw("REINFORCE agent on the CVD paper's trained NADE-CVD (Fig. 3)", lambda: agent("paper"))
     draw("validation with reactive MD", validation)
     return figures, notes
 
@@ -225,12 +218,14 @@ def _summary_html(s: dict) -> str:
             ("phase", "MAE one stage ahead", "MAE free-running"),
             [(ph, _fmt((n.get("mae_one_step") or {}).get(ph)), _fmt((n.get("mae_free_run") or {}).get(ph)))
              for ph in phases])]
-    if "agent" in s:
-        a = s["agent"]
-        parts += ["<h2>REINFORCE agent vs random schedules (expected discounted 2H return, NADE-CVD)</h2>",
-                  _rows_html(("agent", "agent (mean action)", "random", "agent / random"),
-                             [(_fmt(a.get("agent")), _fmt(a.get("agent_greedy")), _fmt(a.get("random")),
-                               _fmt(a.get("ratio"), ".3g"))])]
+    agents = [s[k] for k in ("agent", "agent_paper") if k in s]
+    if agents:
+        parts += ["<h2>REINFORCE agent vs random schedules and the paper's strategy "
+                  "(expected return: sum over the stages of the predicted 2H fraction)</h2>",
+                  _rows_html(("surrogate", "agent", "agent (mean action)", "random", "paper's strategy",
+                              "agent / random", "agent / strategy"),
+                             [(a.get("surrogate"), _fmt(a.get("agent")), _fmt(a.get("agent_greedy")),
+                               _fmt(a.get("random")), _fmt(a.get("strategy")), *_ratios(a)) for a in agents])]
     if "validation" in s:
         v = s["validation"]
         parts += ["<h2>Validation of the agent's schedules with reactive MD</h2>", _rows_html(
@@ -239,6 +234,17 @@ def _summary_html(s: dict) -> str:
               or "n/a", _fmt(v.get("md_return_agent")), _fmt(v.get("nade_return_agent")),
               _fmt(v.get("md_return_dataset")))])]
     return "\n".join(parts)
+
+
+def _ratios(a: dict) -> tuple[str, str]:
+    """Agent/random and agent/strategy, or why they mean nothing (no 2H in the dataset)."""
+    from mapcvd.cvd.learning import NO_2H  # noqa: PLC0415
+
+    max_2h = a.get("dataset_max_2h")
+    if max_2h is not None and max_2h < NO_2H:
+        note = f"n/a: no 2H in the campaign's dataset (largest fraction {max_2h:.3g})"
+        return note, note
+    return _fmt(a.get("ratio"), ".3g"), _fmt(a.get("ratio_strategy"), ".3g")
 
 
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"

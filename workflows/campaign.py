@@ -34,14 +34,17 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from mapcvd.errors import InputError, MapcvdError
+from mapcvd.errors import ConfigError, InputError, MapcvdError
 from mapcvd.timing import timed_app
 
 __all__ = ["CVD_STAGES", "MAP_STAGES", "STAGES", "campaign_site", "check_campaign", "run_campaign"]
 
 MAP_STAGES = ("map_train", "map_evaluate_greedy", "map_evaluate_random", "map_paths")
-CVD_STAGES = ("cvd_dataset", "cvd_nade", "cvd_agent", "cvd_validate")
+#: ``cvd_agent_paper``: the agent on the reference surrogate (``cvd_learning.reference_surrogate``,
+#: default the CVD paper's trained NADE-CVD), beside the one on the campaign's own NADE-CVD.
+CVD_STAGES = ("cvd_dataset", "cvd_nade", "cvd_agent", "cvd_agent_paper", "cvd_validate")
 STAGES = MAP_STAGES + CVD_STAGES
 #: Seconds the branches get to notice a stopped Parsl before their stages are reset.
 _STOP_GRACE_S = 5.0
@@ -71,6 +74,15 @@ def check_campaign(config: dict) -> None:
     parse_widths(L["nade_encoder"], "cvd_learning.nade_encoder")
     parse_widths(L["nade_decoder"], "cvd_learning.nade_decoder")
     rmd_settings(config)
+    reference = L["reference_surrogate"]
+    if reference != "none":
+        from mapcvd.cvd.surrogates import surrogate_kind  # noqa: PLC0415
+
+        if surrogate_kind(reference) == "store":
+            raise ConfigError("cvd_learning.reference_surrogate must be 'paper', a PATH.pt or 'none': the campaign "
+                              "trains its agent on its own NADE-CVD ('store') anyway")
+        if surrogate_kind(reference) == "file" and not Path(reference).expanduser().is_file():
+            raise ConfigError(f"cvd_learning.reference_surrogate: checkpoint {reference} does not exist")
 
 
 def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | None = None):
@@ -220,12 +232,31 @@ def _cvd_branch(config: dict, *, run_fn, after: threading.Event):
             run_fn=run_fn, log=log, progress=_dataset_events(log)))
         ok = ok and branch.stage("cvd_nade", lambda: _summary(timed_app(fit_nade)(group, config, log=log),
                                                             ("version", "n", "mae_free_run", "seconds")))
-        ok = ok and branch.stage("cvd_agent", lambda: _summary(timed_app(fit_agent)(group, config, log=log),
-                                                             ("comparison", "policy_version", "seconds")))
+        ok = ok and branch.stage("cvd_agent", lambda: _summary(
+            timed_app(fit_agent)(group, config, surrogate="store", log=log),
+            ("comparison", "policy_version", "seconds", "max_2h")))
+        branch.stage("cvd_agent_paper", lambda: _reference_agent(group, config, log))  # needs no dataset
         ok and branch.stage("cvd_validate", lambda: validate_agent(group, None, config=config, run_fn=run_fn,
                                                                    log=log)["report"])
 
     return body
+
+
+def _reference_agent(group, config: dict, log: Callable[[str], None]) -> dict | None:
+    """The agent on ``cvd_learning.reference_surrogate`` (stage ``cvd_agent_paper``); None when 'none'."""
+    from mapcvd.cvd.learning import fit_agent  # noqa: PLC0415
+    from mapcvd.store import set_stage_status  # noqa: PLC0415
+
+    reference = config["cvd_learning"]["reference_surrogate"]
+    if reference == "none":
+        set_stage_status(group, "cvd_agent_paper", "done")
+        return None
+    fit = timed_app(fit_agent)(group, config, surrogate=reference, log=log)
+    if fit["surrogate"].stage != "cvd_agent_paper":  # a file: its own stage is done, so is this one
+        set_stage_status(group, "cvd_agent_paper", "done")
+    best = fit["best"]
+    return {**_summary(fit, ("comparison", "policy_version", "seconds")), "surrogate": fit["surrogate"].label,
+            "best_return": float(best["returns"][0]), "best_schedule": best["schedules"][0].tolist()}
 
 
 def _summary(result: dict, keys: tuple[str, ...]) -> dict:

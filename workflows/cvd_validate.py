@@ -30,6 +30,8 @@ def run_validation(
     agent_version: int,
     dataset_attrs: dict,
     species: Sequence[str],
+    path: str = "cvd/validation",
+    stage: str = "cvd_validate",
     retries: int = 1,
     run_fn: RunFn | None = None,
     progress: Progress | None = None,
@@ -55,6 +57,9 @@ def run_validation(
     dataset_attrs : dict
         Attributes of the dataset table: its ``cvd`` settings, ``seed`` and ``n_mo`` are
         used, so the validation runs are comparable with the training runs.
+    path, stage : str
+        The run table (``cvd/validation`` for the agent on the campaign's NADE-CVD,
+        ``cvd/validation_paper`` for the one on the paper's) and its stage name.
     species, retries, run_fn, progress, log
         As in :func:`mapcvd.workflows.cvd_dataset.run_dataset`.
 
@@ -66,7 +71,7 @@ def run_validation(
     """
     from mapcvd.errors import StoreError
     from mapcvd.store import stage_run
-    from mapcvd.store.cvd_dataset import STATUS, VALIDATION_PATH, RunTable
+    from mapcvd.store.cvd_dataset import STATUS, RunTable
 
     schedules = np.asarray(schedules, dtype=np.float64)
     M, S = schedules.shape[:2]
@@ -74,21 +79,21 @@ def run_validation(
     if not 1 <= K <= M:
         raise ValueError(f"top must be between 1 and {M}, got {K}")
     table = None
-    if VALIDATION_PATH in group:
-        table = RunTable.open(group, VALIDATION_PATH)
+    if path in group:
+        table = RunTable.open(group, path)
         if table.attrs.get("agent_version") != int(agent_version) or table.n_stages != S:
             log(f"replacing the validation runs of agent results v{table.attrs.get('agent_version')} "
                 f"with those of v{agent_version}")
-            del group[VALIDATION_PATH]
+            del group[path]
             table = None
     if table is None:
         attrs = {"purpose": "validation", "agent_version": int(agent_version),
                  "seed": int(dataset_attrs["seed"]), "n_mo": int(dataset_attrs["n_mo"]),
                  "ranges": dataset_attrs["ranges"], "cvd": dict(dataset_attrs["cvd"])}
-        table = RunTable.create(group, VALIDATION_PATH, n_stages=S, attrs=attrs, species=species)
+        table = RunTable.create(group, path, n_stages=S, attrs=attrs, species=species)
     have = table.n_runs
     if have > M or not np.array_equal(table.read("schedule"), schedules[:have]):
-        raise StoreError(f"{VALIDATION_PATH} holds other schedules than agent results v{agent_version}")
+        raise StoreError(f"{path} holds other schedules than agent results v{agent_version}")
     if K > have:
         table.extend(schedules[have:K])
     for name, arr in (("nade_mean", nade_mean), ("nade_std", nade_std)):
@@ -98,7 +103,7 @@ def run_validation(
     status = table.status()[:K]
     todo = np.flatnonzero(status != STATUS["done"])
     log(f"validation: {K - len(todo)} of {K} schedules already run, {len(todo)} to run")
-    with stage_run(group, "cvd_validate") as outcome:  # Ctrl-C leaves it pending
+    with stage_run(group, stage) as outcome:  # Ctrl-C leaves it pending
         summary = run_rows(table, todo, parsl_config, cvd_table=table.attrs["cvd"], seed=table.attrs["seed"],
                            salt=VALIDATION_SALT, retries=retries, run_fn=run_fn, progress=progress)
         complete = bool(np.all(table.status()[:K] == STATUS["done"]))
@@ -107,8 +112,9 @@ def run_validation(
     return table, summary
 
 
-def validate_agent(group, parsl_config, *, config: dict, top: int | None = None, run_fn: RunFn | None = None,
-                   progress: Progress | None = None, log: Callable[[str], None] = print) -> dict:
+def validate_agent(group, parsl_config, *, config: dict, top: int | None = None, surrogate: str | None = None,
+                   run_fn: RunFn | None = None, progress: Progress | None = None,
+                   log: Callable[[str], None] = print) -> dict:
     """Validate the agent's ``top`` best stored schedules with reactive MD and report on them.
 
     :func:`mapcvd.cvd.learning.validation_plan`, then :func:`run_validation`, then
@@ -124,6 +130,9 @@ def validate_agent(group, parsl_config, *, config: dict, top: int | None = None,
         Validated configuration (``[cvd_learning]`` validate_top, retries).
     top : int, optional
         Schedules to run (default: ``cvd_learning.validate_top``).
+    surrogate : str, optional
+        Whose agent to validate (``store``, ``paper``, a file; default
+        ``cvd_learning.surrogate``).
     run_fn, progress, log
         As in :func:`run_validation`.
 
@@ -135,10 +144,10 @@ def validate_agent(group, parsl_config, *, config: dict, top: int | None = None,
     """
     from mapcvd.cvd.learning import validation_plan, validation_report
 
-    plan = validation_plan(group, config, top)
+    plan = validation_plan(group, config, top, surrogate)
     table, summary = run_validation(
-        group, parsl_config, schedules=plan["schedules"], top=plan["top"], nade_mean=plan["mean"],
+        group, parsl_config, schedules=plan["md_schedules"], top=plan["top"], nade_mean=plan["mean"],
         nade_std=plan["std"], agent_version=plan["agent_version"], dataset_attrs=plan["dataset"].attrs,
-        species=plan["species"], retries=config["cvd_learning"]["retries"], run_fn=run_fn, progress=progress,
+        species=plan["species"], path=plan["table_path"], stage=plan["stage"], retries=config["cvd_learning"]["retries"], run_fn=run_fn, progress=progress,
         log=log)
     return {"plan": plan, "table": table, "summary": summary, "report": validation_report(table, plan)}

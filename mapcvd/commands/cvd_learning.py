@@ -216,106 +216,156 @@ def nade_command(store_path, config_file, out_dir):
 
 
 # ------------------------------------------------------------------------- agent
-@cvd.command("agent")
-@_store_option
-@click.option("--updates", type=click.IntRange(min=1), default=None,
-              help="REINFORCE updates (default: cvd_learning.agent_updates; paper 15000).")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Episodes per update (default: cvd_learning.agent_batch; paper 32).")
-@_config_option
-@_out_option
-def agent_command(store_path, updates, batch, config_file, out_dir):
-    """Train the REINFORCE agent on the trained NADE-CVD; compare it with random schedules."""
-    from mapcvd.cvd import plots
-    from mapcvd.cvd.learning import fit_agent
-    from mapcvd.store import open_campaign
+def _surrogate_option(verb: str):
+    return click.option("--surrogate", default=None, metavar="store|paper|PATH.pt",
+                        help=f"Surrogate to {verb}: 'store' (this campaign's NADE-CVD), 'paper' (the CVD paper's "
+                             "trained NADE-CVD, shipped) or a .pt checkpoint of that format "
+                             "(default: cvd_learning.surrogate).")
 
-    config = _config(config_file, store_path)
-    L = config["cvd_learning"]
-    total = updates or L["agent_updates"]
-    group = open_campaign(store_path, "r+")
-    with _Bar("REINFORCE updates", total, every=max(1, total // 10)) as bar:
-        fit = fit_agent(group, config, updates=updates, batch=batch, log=log,
-                        progress=lambda i, s: bar.update(i + 1, f"return {s['mean_return']:.3f}"))
+
+def _agent_figures(group, results_path: str, out: Path, kind: str) -> list[Path]:
+    """The learning curve, best schedules and Fig. 3 of the agent results just stored."""
+    from mapcvd.cvd import plots
+    from mapcvd.store import read_array_checkpoint
+
+    arrays, _, meta = read_array_checkpoint(group, results_path)
+    return plots.agent_figures(arrays, meta, out, tag="" if kind == "store" else f"_{kind}")
+
+
+def _print_agent(fit: dict, episodes: int) -> None:
     comparison, best = fit["comparison"], fit["best"]
-    out = _figures(out_dir, store_path)
-    paths = [
-        plots.plot_learning_curve(fit["hist"]["mean_return"], comparison["random"], out / "agent_learning_curve.png",
-                                  agent_return=comparison["agent"]),
-        plots.plot_schedules(best["schedules"][:3], out / "agent_best_schedules.png", ranges=fit["ranges"],
-                             labels=[f"#{i + 1}: return {r:.3f}" for i, r in enumerate(best["returns"][:3])]),
-    ]
-    click.echo(f"expected return over {L['agent_eval_episodes']} episodes from the same uniform starts "
-               f"(gamma {L['agent_gamma']}):")
+    click.echo(f"expected return (sum over the stages of the predicted 2H fraction) over {episodes} episodes "
+               f"from the same uniform starts, {fit['surrogate'].label} surrogate:")
     click.echo(f"  agent (Gaussian policy)  {comparison['agent']:.4f}")
     click.echo(f"  agent (mean action)      {comparison['agent_greedy']:.4f}")
     click.echo(f"  random schedules         {comparison['random']:.4f}")
-    ratio = comparison["ratio"]
-    click.echo(f"  agent / random           {ratio:.3f}  (paper: > 1.5)" if math.isfinite(ratio)
-               else "  agent / random           n/a (random schedules make no 2H under this NADE-CVD)")
+    click.echo(f"  paper's strategy         {comparison['strategy']:.4f}  (3500 K stages 2-8, then 2000 K)")
+    if fit["max_2h"] is not None and fit["max_2h"] < NO_2H:
+        click.echo(f"  agent / random           n/a: no reactive-MD run of this campaign's dataset formed 2H "
+                   f"(largest 2H fraction {fit['max_2h']:.3g}); these returns are the surrogate's noise around 0 "
+                   "and say nothing about synthesis (try --surrogate paper)")
+    else:
+        for key, name, note in (("ratio", "random", "  (paper: > 1.5)"), ("ratio_strategy", "strategy", "")):
+            ratio = comparison[key]
+            click.echo(f"  agent / {name:16s} {ratio:.3f}{note}" if math.isfinite(ratio)
+                       else f"  agent / {name:16s} n/a (it makes no 2H under this surrogate)")
     click.echo(f"best schedule (predicted return {best['returns'][0]:.4f}):")
     click.echo("  stage      T (K)     S2     H2    H2S    2H(pred) 1T(pred)")
     for t, (x, z) in enumerate(zip(best["schedules"][0], best["z"][0])):
         click.echo(f"  {t + 1:5d} {x[0]:10.0f} {x[1]:6.1f} {x[2]:6.1f} {x[3]:6.1f}    {z[0]:7.3f}  {z[1]:7.3f}")
-    if fit["max_2h"] < NO_2H:
-        click.echo(f"note: no reactive-MD run of the dataset formed 2H (largest 2H fraction {fit['max_2h']:.3g}); "
-                   "the returns above are the surrogate's noise around 0 and say nothing about synthesis "
-                   "(longer stages or a larger slab are needed for 2H to form)")
-    for path in paths:
-        click.echo(f"figure: {path}")
+
+
+@cvd.command("agent")
+@_store_option
+@_surrogate_option("train the agent on")
+@click.option("--updates", type=click.IntRange(min=1), default=None,
+              help="REINFORCE updates (default: cvd_learning.agent_updates; paper 15000).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Episodes per update (default: cvd_learning.agent_batch; paper 32).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print only a JSON object: updates, agent_return, random_return, strategy_return, best_return, "
+                   "best_schedule.")
+@_config_option
+@_out_option
+def agent_command(store_path, surrogate, updates, batch, as_json, config_file, out_dir):
+    """Train the REINFORCE agent on a surrogate; compare it with random schedules and the paper's strategy.
+
+    Writes the paper's Fig. 3 for this surrogate (cvd_fig3*.png), the learning curve and
+    the best schedules. With --surrogate paper the store is created when missing.
+    """
+    import contextlib
+    import json
+
+    from mapcvd.cvd.learning import fit_agent
+    from mapcvd.cvd.surrogates import surrogate_kind
+    from mapcvd.store import open_campaign, open_or_create_campaign
+
+    config = _config(config_file, store_path)
+    L = config["cvd_learning"]
+    surrogate = surrogate or L["surrogate"]
+    total = updates or L["agent_updates"]
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        if surrogate_kind(surrogate) == "store":
+            group = open_campaign(store_path, "r+")
+        else:
+            group, _ = open_or_create_campaign(store_path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+        with _Bar("REINFORCE updates", total, every=max(1, total // 10)) as bar:
+            fit = fit_agent(group, config, surrogate=surrogate, updates=updates, batch=batch, log=log,
+                            progress=lambda i, s: bar.update(i + 1, f"return {s['total_return']:.3f}"))
+        paths = _agent_figures(group, fit["paths"][1], _figures(out_dir, store_path), fit["surrogate"].kind)
+        if not as_json:
+            _print_agent(fit, L["agent_eval_episodes"])
+            for path in paths:
+                click.echo(f"figure: {path}")
+    if as_json:
+        c, best = fit["comparison"], fit["best"]
+        click.echo(json.dumps({
+            "updates": int(fit["updates"]), "agent_return": float(c["agent"]), "random_return": float(c["random"]),
+            "strategy_return": float(c["strategy"]), "best_return": float(best["returns"][0]),
+            "best_schedule": [[float(v) for v in row] for row in best["schedules"][0]],
+        }))
 
 
 # ---------------------------------------------------------------------- validate
 @cvd.command("validate")
 @_store_option
+@_surrogate_option("validate the agent of")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Best agent schedules to run with reactive MD (default: cvd_learning.validate_top).")
 @click.option("--site", default=None, help="Parsl site: threads, local, slurm, pbs or PATH.py (default: config).")
 @_config_option
 @_out_option
-def validate_command(store_path, top, site, config_file, out_dir):
-    """Reactive MD on the agent's best schedules; NADE vs MD per stage; the Fig. 3c plot."""
+def validate_command(store_path, surrogate, top, site, config_file, out_dir):
+    """Reactive MD on the agent's best schedules; NADE vs MD per stage; the Fig. 3c plot.
+
+    With --surrogate paper the agent trained on the paper's NADE-CVD is validated: its
+    schedules run on this campaign's slab with gas counts scaled by n_mo/288.
+    """
     from mapcvd.cvd import plots
     from mapcvd.cvd.learning import validation_plan
     from mapcvd.cvd.nade import PHASES
-    from mapcvd.cvd.validation import split_initial_s2
+    from mapcvd.cvd.validation import ranges_from_dict, split_initial_s2
     from mapcvd.store import open_campaign
     from mapcvd.workflows.cvd_validate import validate_agent
 
     config = _config(config_file, store_path)
     group = open_campaign(store_path, "r+")
-    top = validation_plan(group, config, top)["top"]  # bad --top or a missing agent fail before Parsl starts
+    top = validation_plan(group, config, top, surrogate)["top"]  # bad --top or a missing agent fail before Parsl
     site_name, parsl_config = _site(site, config, store_path)
     log(f"validating the {top} best schedules of the agent's results on site '{site_name}'")
     with _Bar("validation runs", top) as bar:
-        done = validate_agent(group, parsl_config, config=config, top=top, progress=_run_events(bar), log=log)
+        done = validate_agent(group, parsl_config, config=config, top=top, surrogate=surrogate,
+                              progress=_run_events(bar), log=log)
     plan, table, summary, report = done["plan"], done["table"], done["summary"], done["report"]
     rows, schedules, ranges = report["rows_done"], plan["schedules"], plan["ranges"]
     out = _figures(out_dir, store_path)
+    tag = "" if plan["kind"] == "store" else f"_{plan['kind']}"
     paths = []
     if len(rows):
         paths.append(plots.plot_trajectories(
-            table.read("Z", rows), plan["mean"][rows], plan["std"][rows], out / "validation_trajectories.png",
+            table.read("Z", rows), plan["mean"][rows], plan["std"][rows], out / f"validation_trajectories{tag}.png",
             titles=[f"agent schedule #{r + 1}" for r in rows], temperature=schedules[rows, :, 0]))
     panels = []
     ds = plan["dataset"].done()
     if len(ds["rows"]):
-        s = split_initial_s2(ds["X"], ds["Z"][:, -1, 0], ranges)
+        s = split_initial_s2(ds["X"], ds["Z"][:, -1, 0], ranges_from_dict(plan["dataset"].attrs["ranges"]))
         panels.append(("dataset, reactive MD", s["low"], s["high"]))
     results = plan["results"]
     s = split_initial_s2(results["proposal_x0"][:, None, :], results["proposal_final_2h"], ranges)
     panels.append(("agent's schedules, NADE-CVD", s["low"], s["high"]))
-    paths.append(plots.plot_initial_s2(panels, out / "initial_s2_2h.png", threshold=s["threshold"]))
+    paths.append(plots.plot_initial_s2(panels, out / f"initial_s2_2h{tag}.png", threshold=s["threshold"]))
     log(f"validation: {len(rows)} of {top} schedules run with reactive MD "
         f"({summary['attempts']} runs in {summary['seconds']:.1f} s)")
+    if plan["caveat"]:
+        click.echo(f"caveat: {plan['caveat']}")
     if len(rows):
         click.echo("NADE-CVD vs reactive MD on the agent's schedules, mean absolute error per phase: "
                    + ", ".join(f"{p} {report['mae'][p]:.4f}" for p in PHASES))
-        click.echo(f"discounted 2H return: agent schedules {report['md_return_agent']:.4f} (reactive MD), "
+        click.echo(f"2H return (sum over stages): agent schedules {report['md_return_agent']:.4f} (reactive MD), "
                    f"{report['nade_return_agent']:.4f} (NADE); random dataset schedules "
                    f"{report['md_return_dataset']:.4f} (reactive MD)")
     for path in paths:
         click.echo(f"figure: {path}")
     if not summary["complete"]:
         raise InputError(f"{len(summary['failed'])} validation run(s) failed; messages in "
-                         f"{store_path}/cvd/validation/message; re-run to try them again")
+                         f"{store_path}/{plan['table_path']}/message; re-run to try them again")

@@ -213,8 +213,8 @@ def reinforce_update(
     Loss = ``-mean(log pi(a|s) * A) + value_coef * mean((V(s) - G)^2)`` with
     ``A = G - V(s)`` (detached; standardised over the batch when
     ``normalise_advantage``), gradients clipped at norm ``max_grad_norm`` (paper: 40).
-    Returns ``loss``, ``policy_loss``, ``value_loss`` and ``mean_return`` (episode
-    returns from stage 0) as floats.
+    Returns ``loss``, ``policy_loss``, ``value_loss``, ``mean_return`` (discounted episode
+    returns from stage 0) and ``total_return`` (undiscounted) as floats.
     """
     feats, actions, sig = episode["features"], episode["actions"], episode["sigma"]
     G = episode["returns"][:, 1:]
@@ -235,6 +235,7 @@ def reinforce_update(
         "policy_loss": policy_loss.item(),
         "value_loss": value_loss.item(),
         "mean_return": float(episode["returns"][:, 0].mean()),
+        "total_return": float(episode["rewards"].sum(-1).mean()),
     }
 
 
@@ -283,7 +284,8 @@ def train_agent(
     -------
     policy : PolicyValue
     history : dict of lists, one entry per update
-        ``mean_return``, ``loss``, ``policy_loss``, ``value_loss``.
+        ``mean_return`` (discounted), ``total_return`` (undiscounted), ``loss``,
+        ``policy_loss``, ``value_loss``.
     """
     gen = torch.Generator().manual_seed(int(seed))
     if policy is None:
@@ -292,7 +294,8 @@ def train_agent(
             policy = PolicyValue(input_size=int(surrogate.hidden_size))
     opt = torch.optim.Adam(policy.parameters(), lr=lr, foreach=True)
     lo, hi, _ = _box(ranges)
-    history: dict[str, list[float]] = {"mean_return": [], "loss": [], "policy_loss": [], "value_loss": []}
+    history: dict[str, list[float]] = {"mean_return": [], "total_return": [], "loss": [], "policy_loss": [],
+                                       "value_loss": []}
     policy.train()
     with _Frozen(surrogate):
         for i in range(int(updates)):

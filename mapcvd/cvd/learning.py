@@ -6,9 +6,11 @@ Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3:
 
 * :func:`fit_nade` trains NADE-CVD on the done runs of ``cvd/dataset`` and stores the
   weights and held-out results (``cvd/nade/weights``, ``cvd/nade/results``);
-* :func:`fit_agent` trains the REINFORCE agent on the stored NADE-CVD and stores the
-  policy, the agent-vs-random comparison and the best schedules
-  (``cvd/agent/policy``, ``cvd/agent/results``);
+* :func:`fit_agent` trains the REINFORCE agent on a surrogate chosen by name (the stored
+  NADE-CVD, the paper's trained one or a checkpoint file) and stores the policy, the
+  comparison with random schedules and the paper's strategy, and the best schedules
+  (``cvd/agent/...`` for the stored NADE-CVD, ``cvd/agent_paper/...``,
+  ``cvd/agent_file/...``);
 * :func:`validation_plan` reads what the reactive-MD validation of the agent's best
   schedules needs, and :func:`validation_report` summarises its results.
 
@@ -29,7 +31,7 @@ from mapcvd.timing import measure
 
 __all__ = [
     "AGENT_POLICY", "AGENT_RESULTS", "NADE_RESULTS", "NADE_WEIGHTS", "NO_2H", "POLICY_HIDDEN",
-    "dataset_table", "fit_agent", "fit_nade", "jsonable", "load_nade", "next_version", "parse_widths",
+    "agent_paths", "dataset_table", "fit_agent", "fit_nade", "jsonable", "load_nade", "next_version", "parse_widths",
     "read_checkpoint", "rmd_settings", "validation_plan", "validation_report",
 ]
 
@@ -188,16 +190,29 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
 
 
 # ------------------------------------------------------------------------- agent
-def fit_agent(group, config: dict, *, updates: int | None = None, batch: int | None = None,
-              progress: Callable[[int, dict], None] | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train the REINFORCE agent on the stored NADE-CVD; store it and its comparison (stage ``cvd_agent``).
+def agent_paths(kind: str = "store") -> tuple[str, str]:
+    """Store paths ``(policy, results)`` of the agent trained on a surrogate of ``kind``."""
+    from mapcvd.cvd.surrogates import KINDS  # noqa: PLC0415
+
+    return f"{KINDS[kind]}/policy", f"{KINDS[kind]}/results"
+
+
+def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int | None = None,
+              batch: int | None = None, progress: Callable[[int, dict], None] | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Train the REINFORCE agent on a frozen surrogate; store it and its comparison.
 
     Parameters
     ----------
     group : zarr.Group
         Campaign root, read-write (the driver process).
     config : dict
-        Validated configuration (``[cvd_learning]``).
+        Validated configuration (``[cvd_learning]``, ``[campaign] seed``).
+    surrogate : str, optional
+        ``store`` (the NADE-CVD trained on this campaign's dataset), ``paper`` (the CVD
+        paper's trained NADE-CVD) or a checkpoint path (:mod:`mapcvd.cvd.surrogates`);
+        default ``cvd_learning.surrogate``. The stage is ``cvd_agent`` for ``store``,
+        ``cvd_agent_paper`` for ``paper``, ``cvd_agent_file`` for a file.
     updates, batch : int, optional
         REINFORCE updates and episodes per update (default: the configuration's).
     progress : callable(update, stats), optional
@@ -208,35 +223,47 @@ def fit_agent(group, config: dict, *, updates: int | None = None, batch: int | N
     Returns
     -------
     dict
-        ``hist``, ``comparison`` (expected returns: ``agent``, ``agent_greedy``,
-        ``random``, ``ratio``), ``best`` (schedules, returns, z), ``ranges``,
-        ``updates``, ``batch``, ``policy_version``, ``max_2h`` (largest 2H fraction
-        of the dataset) and ``seconds``.
+        ``hist``, ``comparison`` (undiscounted expected returns: ``agent``,
+        ``agent_greedy``, ``random``, ``strategy``, ``ratio``, ``ratio_strategy``),
+        ``best`` (schedules, returns, z), ``ranges``, ``updates``, ``batch``,
+        ``policy_version``, ``max_2h`` (largest 2H fraction of the dataset; None for a
+        surrogate not trained on this campaign), ``surrogate`` (the
+        :class:`~mapcvd.cvd.surrogates.SurrogateChoice`), ``paths`` and ``seconds``.
+
+    Notes
+    -----
+    REINFORCE with a value baseline as in Rajak et al., npj Comput. Mater. 7, 108
+    (2021), doi:10.1038/s41524-021-00535-3, with the policy's mean change of the
+    conditions allowed to span the whole range in one stage (``action_scale`` = the
+    range), so that the agent can jump by thousands of kelvin as the paper's learned
+    schedules do; the exploration noise is the paper's fixed (250 K, 20, 20, 20).
     """
     import torch  # noqa: PLC0415
 
     from mapcvd.cvd.agent import PolicyValue, train_agent  # noqa: PLC0415
-    from mapcvd.cvd.validation import (  # noqa: PLC0415
-        best_schedules,
-        compare_agent_random,
-        policy_arrays,
-    )
+    from mapcvd.cvd.surrogates import resolve_surrogate  # noqa: PLC0415
+    from mapcvd.cvd.validation import best_schedules, compare_returns, policy_arrays, ranges_to_dict  # noqa: PLC0415
     from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
 
     L = config["cvd_learning"]
     updates, batch = updates or L["agent_updates"], batch or L["agent_batch"]
-    model, nade_version, nade_meta, ranges = load_nade(group)
-    n_stages = int(nade_meta["n_stages"])
-    dataset = dataset_table(group)
-    seed = int(dataset.attrs["seed"])
-    max_2h = float(np.nanmax(dataset.done()["Z"][..., 0], initial=0.0))
+    choice = resolve_surrogate(surrogate or L["surrogate"], group)
+    model, ranges, n_stages = choice.model, choice.ranges, choice.n_stages
+    max_2h = None
+    if choice.kind == "store":
+        dataset = dataset_table(group)
+        seed = int(dataset.attrs["seed"])
+        max_2h = float(np.nanmax(dataset.done()["Z"][..., 0], initial=0.0))
+    else:
+        seed = int(config["campaign"]["seed"])
     torch.set_num_threads(L["threads"])
-    action_scale = tuple(2.0 * s for s in ranges.step_std)
+    action_scale = tuple(ranges.span)
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
         policy = PolicyValue(input_size=model.hidden_size, hidden=POLICY_HIDDEN, action_scale=action_scale)
-    log(f"agent on NADE-CVD v{nade_version}: {updates} updates x {batch} episodes of {n_stages} stages")
-    with stage_run(group, "cvd_agent"):
+    policy_path, results_path = agent_paths(choice.kind)
+    log(f"agent on the {choice.label} surrogate: {updates} updates x {batch} episodes of {n_stages} stages")
+    with stage_run(group, choice.stage):
         start = time.perf_counter()
         with measure("torch"):
             policy, hist = train_agent(
@@ -244,67 +271,97 @@ def fit_agent(group, config: dict, *, updates: int | None = None, batch: int | N
                 lr=L["agent_lr"], gamma=L["agent_gamma"], policy=policy, progress=progress,
             )
             seconds = time.perf_counter() - start
-            ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": L["agent_eval_episodes"],
-                  "seed": seed + 2, "gamma": L["agent_gamma"]}
-            comparison = compare_agent_random(model, policy, **ev)
+            ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": L["agent_eval_episodes"], "seed": seed + 2}
+            comparison = compare_returns(model, policy, **ev)
             best = best_schedules(model, policy, k=L["agent_best"], **ev)
         meta = jsonable({
             "input_size": model.hidden_size, "hidden": list(POLICY_HIDDEN), "action_scale": list(action_scale),
-            "sigma": list(ranges.step_std), "ranges": nade_meta["ranges"], "n_stages": n_stages,
-            "nade_version": nade_version, "updates": updates, "batch": batch, "lr": L["agent_lr"],
-            "gamma": L["agent_gamma"], "seed": seed + 1, "seconds": seconds, "expected_return": comparison,
+            "sigma": list(ranges.step_std), "ranges": ranges_to_dict(ranges), "n_stages": n_stages,
+            "surrogate": {"kind": choice.kind, "label": choice.label, "n_mo": choice.n_mo, **choice.meta},
+            "nade_version": choice.meta.get("nade_version"), "updates": updates, "batch": batch,
+            "lr": L["agent_lr"], "gamma": L["agent_gamma"], "seed": seed + 1, "seconds": seconds,
+            "expected_return": comparison, "return": "undiscounted sum over stages of the predicted mean 2H",
+            "dataset_max_2h": max_2h,
         })
-        policy_version = next_version(group, AGENT_POLICY)
-        write_array_checkpoint(group, AGENT_POLICY, policy_arrays(policy), version=policy_version, meta=meta)
+        policy_version = next_version(group, policy_path)
+        write_array_checkpoint(group, policy_path, policy_arrays(policy), version=policy_version, meta=meta)
         results = {
-            "mean_return": np.asarray(hist["mean_return"]), "loss": np.asarray(hist["loss"]),
-            "value_loss": np.asarray(hist["value_loss"]),
+            "mean_return": np.asarray(hist["mean_return"]), "total_return": np.asarray(hist["total_return"]),
+            "loss": np.asarray(hist["loss"]), "value_loss": np.asarray(hist["value_loss"]),
             "best_schedules": best["schedules"], "best_returns": best["returns"], "best_z": best["z"],
             "proposal_x0": best["all_x0"], "proposal_returns": best["all_returns"],
-            "proposal_final_2h": best["all_final_2h"],
+            "proposal_final_2h": best["all_final_2h"], "proposal_late_2h": best["all_late_2h"],
         }
-        write_array_checkpoint(group, AGENT_RESULTS, results, version=next_version(group, AGENT_RESULTS),
+        write_array_checkpoint(group, results_path, results, version=next_version(group, results_path),
                                meta={"policy_version": policy_version, **meta})
-    log(f"agent trained in {seconds:.1f} s; saved {AGENT_POLICY} v{policy_version} and {AGENT_RESULTS}")
+    log(f"agent trained in {seconds:.1f} s; saved {policy_path} v{policy_version} and {results_path}")
     return {"hist": hist, "comparison": comparison, "best": best, "ranges": ranges, "updates": updates,
-            "batch": batch, "policy_version": policy_version, "max_2h": max_2h, "seconds": seconds}
+            "batch": batch, "policy_version": policy_version, "max_2h": max_2h, "surrogate": choice,
+            "paths": (policy_path, results_path), "seconds": seconds}
 
 
 # -------------------------------------------------------------------- validation
-def validation_plan(group, config: dict, top: int | None = None) -> dict:
+def validation_plan(group, config: dict, top: int | None = None, surrogate: str | None = None) -> dict:
     """What the reactive-MD validation of the agent's ``top`` best schedules needs, read from the store.
+
+    ``surrogate`` (default ``cvd_learning.surrogate``) names the agent to validate: the one
+    trained on this campaign's NADE-CVD (``store``) or on another surrogate (``paper``, a
+    file). Another surrogate's schedules are in the units of its slab (288 Mo for the
+    paper's); they are run on this campaign's slab with the gas counts scaled by
+    ``n_mo / 288`` (the temperatures kept), which is a check of the schedule's shape on a
+    small, short reactive-MD cell, not a reproduction of the surrogate's runs.
 
     Returns
     -------
     dict
-        ``top``, ``schedules`` (all stored best schedules, best first), ``mean`` and
-        ``std`` (NADE-CVD's free-running prediction of each), ``agent_version``,
+        ``top``, ``schedules`` (all stored best schedules, best first, surrogate units),
+        ``md_schedules`` (the same in the units of this campaign's slab), ``mean`` and
+        ``std`` (the surrogate's free-running prediction of each), ``agent_version``,
         ``agent_meta``, ``results`` (the agent's results arrays), ``ranges``,
-        ``dataset`` (its run table) and ``species``.
+        ``dataset`` (its run table), ``species``, ``kind``, ``table_path``, ``stage``
+        and ``caveat`` (None, or the line to print beside the comparison).
 
     Raises
     ------
     InputError, StoreError
-        ``top`` out of range, or a missing dataset, agent or NADE-CVD.
+        ``top`` out of range, or a missing dataset, agent or surrogate.
     """
+    from mapcvd.cvd.surrogates import resolve_surrogate, surrogate_kind  # noqa: PLC0415
     from mapcvd.cvd.validation import free_run  # noqa: PLC0415
+    from mapcvd.store.cvd_dataset import VALIDATION_PATH  # noqa: PLC0415
 
     top = top or config["cvd_learning"]["validate_top"]
+    kind = surrogate_kind(surrogate or config["cvd_learning"]["surrogate"])
     dataset = dataset_table(group)
-    results, agent_version, agent_meta = read_checkpoint(group, AGENT_RESULTS, "agent results", "agent")
+    command = "agent" if kind == "store" else f"agent --surrogate {surrogate or kind}"
+    results, agent_version, agent_meta = read_checkpoint(group, agent_paths(kind)[1], "agent results", command)
     schedules = results["best_schedules"]
     if top > len(schedules):
         raise InputError(f"--top {top} asks for more than the {len(schedules)} best schedules stored "
                          "(cvd_learning.agent_best)")
-    try:
-        model, _, _, ranges = load_nade(group, agent_meta["nade_version"])
-    except StoreError:
-        raise StoreError(f"the NADE-CVD v{agent_meta['nade_version']} the agent was trained on is no longer "
-                         "stored; run 'mapcvd cvd agent' again") from None
+    caveat = None
+    if kind == "store":
+        try:
+            model, _, _, ranges = load_nade(group, agent_meta["nade_version"])
+        except StoreError:
+            raise StoreError(f"the NADE-CVD v{agent_meta['nade_version']} the agent was trained on is no longer "
+                             "stored; run 'mapcvd cvd agent' again") from None
+        md_schedules = schedules
+    else:
+        choice = resolve_surrogate(agent_meta["surrogate"]["label"] if kind == "file" else kind, group)
+        model, ranges = choice.model, choice.ranges
+        scale = float(dataset.attrs["n_mo"]) / float(choice.n_mo)
+        md_schedules = schedules * np.array([1.0, scale, scale, scale])
+        caveat = (f"the {choice.label} surrogate's schedules (for {choice.n_mo} Mo and its stage length) ran on this "
+                  f"campaign's {dataset.attrs['n_mo']}-Mo slab with gas counts x {scale:.3g} and this campaign's "
+                  "stage length: a check of the schedule on a small, short reactive-MD cell, not a reproduction "
+                  "of the surrogate's runs")
     mean, var = free_run(model, schedules, ranges)
-    return {"top": int(top), "schedules": schedules, "mean": mean, "std": np.sqrt(var),
+    suffix = "" if kind == "store" else f"_{kind}"
+    return {"top": int(top), "schedules": schedules, "md_schedules": md_schedules, "mean": mean, "std": np.sqrt(var),
             "agent_version": agent_version, "agent_meta": agent_meta, "results": results, "ranges": ranges,
-            "dataset": dataset, "species": dataset.attrs["species"]}
+            "dataset": dataset, "species": dataset.attrs["species"], "kind": kind,
+            "table_path": VALIDATION_PATH + suffix, "stage": "cvd_validate" + suffix, "caveat": caveat}
 
 
 def validation_report(table, plan: dict) -> dict:
@@ -321,7 +378,7 @@ def validation_report(table, plan: dict) -> dict:
 
     done = table.done()
     rows = done["rows"][done["rows"] < plan["top"]]
-    gamma = float(plan["agent_meta"]["gamma"])
+    gamma = 1.0  # the return of the agent's comparison: the undiscounted sum of 2H over the stages
     ds = plan["dataset"].done()
     report = {"agent_version": plan["agent_version"], "rows_done": rows, "gamma": gamma,
               "md_return_dataset": float(md_returns(ds["Z"], gamma).mean()) if len(ds["rows"]) else None}

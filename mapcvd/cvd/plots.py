@@ -20,6 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "agent_figures",
+    "plot_fig3",
     "plot_initial_s2",
     "plot_learning_curve",
     "plot_nade_loss",
@@ -125,8 +127,8 @@ def plot_learning_curve(mean_return, random_return: float, path, *, window: int 
     if agent_return is not None:
         ax.axhline(agent_return, color="tab:green", ls=":", lw=1, label=f"agent, evaluated ({agent_return:.3g})")
     ax.set_xlabel("REINFORCE update")
-    ax.set_ylabel("expected discounted 2H return")
-    ax.set_title("Agent on NADE-CVD")
+    ax.set_ylabel("2H return per episode")
+    ax.set_title("Agent on the surrogate")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -157,7 +159,8 @@ def plot_initial_s2(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path, 
     ``panels``: ``(title, low_values, high_values)`` per panel.
     """
     fig = _figure(5.0 * len(panels), 3.6)
-    bins = np.linspace(0.0, 1.0, 21)
+    top = max([1.0] + [float(np.max(v)) for _, lo, hi in panels for v in (lo, hi) if np.size(v)])
+    bins = np.linspace(0.0, top, 21)
     cut = "" if threshold is None else f" (S2 < {threshold:.3g})"
     for j, (title, low, high) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), j + 1)
@@ -172,3 +175,120 @@ def plot_initial_s2(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path, 
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_fig3(schedule, z, late_low, late_high, returns: dict[str, float], total_return, path, *,
+              threshold: float, title: str, window: int = 100) -> Path:
+    """The paper's Fig. 3 for one surrogate, with the learning curve and the returns.
+
+    Panels: (a) the agent's best schedule, temperature and gas counts per stage, over
+    (b) its predicted 2H, 1T and defect fractions; (c) the mean 2H fraction over the last
+    10 stages of the agent's schedules that start with low against high S2; (d) the
+    learning curve (undiscounted return per update) against the references; (e) the
+    returns side by side (Rajak et al., npj Comput. Mater. 7, 108 (2021),
+    doi:10.1038/s41524-021-00535-3, Fig. 3).
+
+    Parameters
+    ----------
+    schedule : array (S, 4)
+    z : array (S, 3)
+        Predicted fractions after each stage of ``schedule``.
+    late_low, late_high : arrays
+        Last-10-stage mean 2H fraction of the agent's schedules with low / high initial S2.
+    returns : dict
+        Label -> expected return (e.g. agent, agent (mean action), random, paper strategy,
+        optimum); NaN or None entries are left out.
+    total_return : array
+        Batch-mean undiscounted return per REINFORCE update.
+    threshold : float
+        The initial-S2 split of panel (c).
+    """
+    x, z = np.asarray(schedule, dtype=np.float64), np.asarray(z, dtype=np.float64)
+    stages = np.arange(1, len(x) + 1)
+    fig = _figure(14.0, 6.4)
+    grid = fig.add_gridspec(2, 3)
+    ax = fig.add_subplot(grid[0, 0])
+    ax.step(stages, x[:, 0], where="mid", color="tab:red", lw=2)
+    ax.set_ylabel("T (K)", color="tab:red")
+    gas = ax.twinx()
+    for v, colour in zip(range(1, 4), ("gold", "tab:green", "tab:purple")):
+        gas.step(stages, x[:, v], where="mid", color=colour, lw=1, label=VARIABLE_LABELS[v])
+    gas.set_ylabel("molecules")
+    gas.legend(fontsize=7, loc="upper right")
+    ax.set_title("(a) agent's best schedule", fontsize=9)
+    ax = fig.add_subplot(grid[1, 0])
+    for k, (name, colour) in enumerate(zip(PHASE_NAMES, PHASE_COLOURS)):
+        ax.plot(stages, z[:, k], marker="o", ms=3, color=colour, label=name)
+    ax.set_xlabel("stage")
+    ax.set_ylabel("predicted fraction of Mo")
+    ax.set_title(f"(b) predicted phases, return {z[:, 0].sum():.3g}", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(grid[0, 1])
+    values = [np.asarray(v, dtype=np.float64) for v in (late_low, late_high)]
+    top = max([1.0] + [float(v.max()) for v in values if v.size])
+    bins = np.linspace(0.0, top, 21)
+    for v, name, colour in zip(values, (f"low initial S2 (< {threshold:.3g})", "high initial S2"),
+                               ("tab:blue", "tab:red")):
+        if v.size:
+            ax.hist(v, bins=bins, density=True, alpha=0.45, color=colour, label=f"{name}: n={v.size}, mean {v.mean():.3f}")
+    ax.set_xlabel("mean 2H fraction over the last 10 stages")
+    ax.set_ylabel("probability density")
+    ax.set_title("(c) agent's schedules by initial S2", fontsize=9)
+    ax.legend(fontsize=7)
+    shown = {k: float(v) for k, v in returns.items() if v is not None and np.isfinite(v)}
+    ax = fig.add_subplot(grid[1, 1])
+    r = np.asarray(total_return, dtype=np.float64)
+    ax.plot(np.arange(1, len(r) + 1), r, color="tab:blue", alpha=0.3, lw=0.6)
+    w = max(1, min(int(window), len(r)))
+    if len(r):
+        ax.plot(np.arange(w, len(r) + 1), np.convolve(r, np.ones(w) / w, mode="valid"), color="tab:blue",
+                label="agent, batch mean")
+    for (name, value), style in zip(shown.items(), ("-", ":", "--", "-.", (0, (1, 3)), (0, (5, 1)))):
+        ax.axhline(value, color="k", ls=style, lw=0.8, label=f"{name} {value:.3g}")
+    ax.set_xlabel("REINFORCE update")
+    ax.set_ylabel("return (sum of 2H over stages)")
+    ax.set_title("(d) learning curve", fontsize=9)
+    ax.legend(fontsize=6)
+    ax = fig.add_subplot(grid[:, 2])
+    ax.bar(range(len(shown)), list(shown.values()), color="tab:blue")
+    ax.set_xticks(range(len(shown)), list(shown), rotation=30, ha="right", fontsize=8)
+    for i, value in enumerate(shown.values()):
+        ax.text(i, value, f"{value:.3g}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("expected return")
+    ax.set_title("(e) returns from the same starts", fontsize=9)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def agent_figures(arrays: dict, meta: dict, out, *, tag: str = "", optimum: float | None = None) -> list[Path]:
+    """The learning curve, the best schedules and Fig. 3 of an agent's stored results.
+
+    ``arrays`` and ``meta`` are the agent's results checkpoint (``cvd/agent*/results``,
+    written by :func:`mapcvd.cvd.learning.fit_agent`); files are named with ``tag``
+    (``""`` for the campaign's own NADE-CVD, ``"_paper"`` for the paper's). Results of
+    older versions (discounted returns only, no last-10-stage fractions) are drawn with
+    what they hold. ``optimum`` (the optimised schedules' mean return from the same
+    kind of start) is drawn as one more reference when given.
+    """
+    from .validation import ranges_from_dict, split_initial_s2  # noqa: PLC0415
+
+    out = Path(out)
+    expected = meta.get("expected_return") or {}
+    ranges = ranges_from_dict(meta["ranges"])
+    curve = arrays.get("total_return", arrays["mean_return"])
+    late = arrays.get("proposal_late_2h", arrays["proposal_final_2h"])
+    split = split_initial_s2(np.asarray(arrays["proposal_x0"])[:, None, :], late, ranges)
+    label = (meta.get("surrogate") or {}).get("label", "store")
+    returns = {"agent": expected.get("agent"), "agent (mean action)": expected.get("agent_greedy"),
+               "random schedules": expected.get("random"), "paper's strategy": expected.get("strategy"),
+               "optimised schedules": optimum}
+    best = np.asarray(arrays["best_schedules"])
+    return [
+        plot_learning_curve(curve, expected.get("random", float("nan")), out / f"agent_learning_curve{tag}.png",
+                            agent_return=expected.get("agent")),
+        plot_schedules(best[:3], out / f"agent_best_schedules{tag}.png", ranges=ranges,
+                       labels=[f"#{i + 1}: return {r:.3f}" for i, r in enumerate(arrays["best_returns"][:3])]),
+        plot_fig3(best[0], arrays["best_z"][0], split["low"], split["high"], returns, curve,
+                  out / f"cvd_fig3{tag}.png", threshold=split["threshold"],
+                  title=f"REINFORCE agent on the {label} surrogate ({meta.get('updates')} updates)"),
+    ]

@@ -10,8 +10,9 @@ commands and the benchmarks:
   grow and a re-run regenerates the same schedules);
 * :func:`free_run`: the NADE-CVD's autoregressive prediction of whole schedules (the
   predicted mean fed back at each stage, as the agent sees it), and :func:`phase_mae`;
-* :func:`compare_agent_random` and :func:`best_schedules`: the agent's expected return
-  against random schedules from the same start distribution, and its best schedules;
+* :func:`compare_returns` and :func:`best_schedules`: the agent's expected return
+  against random schedules and the paper's own strategy (:func:`paper_strategy`) from
+  the same start distribution, and its best schedules;
 * :func:`split_initial_s2`: the final 2H fraction for low and high initial S2 (the
   paper's Fig. 3c).
 
@@ -32,11 +33,13 @@ from .ranges import ScheduleRanges
 __all__ = [
     "SCHEDULE_BLOCK",
     "best_schedules",
-    "compare_agent_random",
+    "PAPER_STRATEGY",
+    "compare_returns",
     "dataset_schedules",
     "free_run",
     "md_returns",
     "md_seed",
+    "paper_strategy",
     "phase_mae",
     "policy_arrays",
     "policy_from_arrays",
@@ -139,38 +142,73 @@ def policy_from_arrays(arrays: dict[str, np.ndarray], *, input_size: int, hidden
     return policy.eval()
 
 
-def compare_agent_random(surrogate, policy: PolicyValue, *, ranges: ScheduleRanges, n_stages: int,
-                         n_episodes: int, seed: int, gamma: float = 0.99) -> dict[str, float]:
-    """Expected return of the agent and of random schedules from the same starts.
+#: The schedule the paper reports its agent found (Rajak et al. 2021, Fig. 3a): after the
+#: first stage, 3500 K up to stage 8 and 2000 K from stage 9 on, with S2 40, H2 100 and
+#: H2S 60 molecules for the 288-Mo slab. Stage numbers are 1-based.
+PAPER_STRATEGY = {"hot_T": 3500.0, "hot_until": 8, "anneal_T": 2000.0, "gas": (40.0, 100.0, 60.0)}
 
-    The starts are ``ranges.uniform_start(n_episodes, default_rng(seed))``, which are also
-    the first stages of ``ranges.random_schedules(n_episodes, n_stages, seed)``; the
-    agent acts with its Gaussian policy (``agent``) and with its mean action
-    (``agent_greedy``). ``ratio`` is ``agent / random`` (Rajak et al. 2021,
-    doi:10.1038/s41524-021-00535-3, report > 1.5); NaN when random schedules make no
-    2H at all (a return of 0).
+
+def paper_strategy(x0, n_stages: int, ranges: ScheduleRanges) -> np.ndarray:
+    """The paper's reported strategy as fixed schedules from first stages ``x0`` (N, 4).
+
+    Stage 1 is ``x0``; stages 2-8 run at 3500 K, stages 9 on at 2000 K, all with
+    (S2, H2, H2S) = (40, 100, 60) molecules per 288 Mo (Rajak et al., npj Comput. Mater.
+    7, 108 (2021), doi:10.1038/s41524-021-00535-3). The counts are scaled to the slab
+    of ``ranges`` by the ratio of its S2 range to the paper's, and everything is
+    clipped to ``ranges``. Returns (N, n_stages, 4).
     """
-    kw = {"n_episodes": n_episodes, "n_stages": n_stages, "gamma": gamma, "ranges": ranges, "seed": seed}
-    agent = expected_return(surrogate, policy, **kw)
-    greedy = expected_return(surrogate, policy, greedy=True, **kw)
-    random = expected_return(surrogate, ranges.random_schedules(n_episodes, n_stages, seed),
-                             n_stages=n_stages, gamma=gamma, ranges=ranges)
+    from .ranges import PAPER_RANGES  # noqa: PLC0415
+
+    x0 = np.atleast_2d(np.asarray(x0, dtype=np.float64))
+    scale = ranges.high[1] / PAPER_RANGES.high[1]
+    out = np.empty((len(x0), int(n_stages), 4))
+    out[:, 0] = x0
+    out[:, 1:, 1:] = np.asarray(PAPER_STRATEGY["gas"]) * scale
+    out[:, 1:PAPER_STRATEGY["hot_until"], 0] = PAPER_STRATEGY["hot_T"]
+    out[:, PAPER_STRATEGY["hot_until"]:, 0] = PAPER_STRATEGY["anneal_T"]
+    return ranges.clip(out)
+
+
+def compare_returns(surrogate, policy: PolicyValue, *, ranges: ScheduleRanges, n_stages: int,
+                    n_episodes: int, seed: int) -> dict[str, float]:
+    """Undiscounted returns of the agent, random schedules and the paper's strategy, same starts.
+
+    The return of an episode is the sum over its stages of the predicted mean 2H fraction
+    after each stage (Rajak et al. 2021, doi:10.1038/s41524-021-00535-3: the most 2H in
+    the shortest time), averaged over ``n_episodes`` episodes whose first stages are
+    ``ranges.uniform_start(n_episodes, default_rng(seed))``: also the first stages of
+    ``ranges.random_schedules(n_episodes, n_stages, seed)`` and of
+    :func:`paper_strategy`. The agent acts with its Gaussian policy (``agent``, what
+    REINFORCE optimises) and with its mean action (``agent_greedy``). ``ratio`` is
+    ``agent / random`` (the paper reports > 1.5) and ``ratio_strategy`` is
+    ``agent / strategy``; NaN when the reference makes no 2H at all.
+    """
+    kw = {"n_stages": n_stages, "gamma": 1.0, "ranges": ranges}
+    agent = expected_return(surrogate, policy, n_episodes=n_episodes, seed=seed, **kw)
+    greedy = expected_return(surrogate, policy, n_episodes=n_episodes, seed=seed, greedy=True, **kw)
+    random_x = ranges.random_schedules(n_episodes, n_stages, seed)
+    random = expected_return(surrogate, random_x, **kw)
+    strategy = expected_return(surrogate, paper_strategy(random_x[:, 0], n_stages, ranges), **kw)
     nan = float("nan")
-    return {"agent": agent, "agent_greedy": greedy, "random": random,
+    return {"agent": agent, "agent_greedy": greedy, "random": random, "strategy": strategy,
             "ratio": agent / random if random > 0 else nan,
-            "ratio_greedy": greedy / random if random > 0 else nan}
+            "ratio_strategy": agent / strategy if strategy > 0 else nan}
 
 
 def best_schedules(surrogate, policy: PolicyValue, *, ranges: ScheduleRanges, n_stages: int,
-                   n_episodes: int, k: int, seed: int, gamma: float = 0.99) -> dict[str, np.ndarray]:
+                   n_episodes: int, k: int, seed: int, gamma: float = 1.0) -> dict[str, np.ndarray]:
     """The agent's greedy schedules from ``n_episodes`` uniform starts and the ``k`` best.
+
+    Schedules are ranked by their return with discount ``gamma`` (1: the undiscounted
+    sum of the predicted 2H fraction over the stages, as in :func:`compare_returns`).
 
     Returns
     -------
     dict of arrays
         ``schedules`` (k, S, 4), ``returns`` (k,) and ``z`` (k, S, 3) (predicted mean
         fractions) of the best distinct schedules, best first; ``all_x0`` (n, 4),
-        ``all_returns`` (n,) and ``all_final_2h`` (n,) of every proposal.
+        ``all_returns`` (n,), ``all_final_2h`` (n,) and ``all_late_2h`` (n,, the mean 2H
+        fraction over the last 10 stages: the paper's Fig. 3c) of every proposal.
     """
     x0 = ranges.uniform_start(n_episodes, np.random.default_rng(seed))
     with torch.no_grad():
@@ -182,7 +220,8 @@ def best_schedules(surrogate, policy: PolicyValue, *, ranges: ScheduleRanges, n_
     _, first = np.unique(np.round(x[order], 6).reshape(len(order), -1), axis=0, return_index=True)
     keep = order[np.sort(first)][: int(k)]
     return {"schedules": x[keep], "returns": ret[keep], "z": z[keep],
-            "all_x0": x[:, 0], "all_returns": ret, "all_final_2h": z[:, -1, 0]}
+            "all_x0": x[:, 0], "all_returns": ret, "all_final_2h": z[:, -1, 0],
+            "all_late_2h": z[:, -10:, 0].mean(axis=1)}
 
 
 def split_initial_s2(X, values, ranges: ScheduleRanges) -> dict:
