@@ -13,7 +13,7 @@ from mapcvd.cvd.phases import MO_S_CUTOFF, PHASE_CODES, PHASES, PhaseResult, cla
 from mapcvd.errors import InputError
 
 A, THICKNESS, VACUUM = 3.18, 3.19, 10.0
-# mx2 builds a hexagonal cell; the neighbour search needs an orthogonal one. This
+# mx2 builds a hexagonal cell (also accepted: tests/test_phases_cells.py); this
 # rectangle (4 a x 2 sqrt(3) a, 12.72 x 11.02 A) holds 16 formula units, as size=(4,4,1).
 RECTANGLE = [[4, 0, 0], [2, 4, 0], [0, 0, 1]]
 
@@ -33,10 +33,10 @@ def mo_s_neighbours(atoms: Atoms, i_s: int) -> np.ndarray:
     return np.flatnonzero(mo & (d < MO_S_CUTOFF))
 
 
-def test_hexagonal_mx2_needs_orthogonal_cell():
+def test_hexagonal_mx2_cell_is_accepted():
+    # Tilted periodic cells used to be refused ("only orthogonal cells"); now analysed.
     hexagonal = mx2(formula="MoS2", kind="2H", a=A, thickness=THICKNESS, size=(4, 4, 1), vacuum=VACUUM)
-    with pytest.raises(InputError, match="orthogonal"):
-        classify_mo(hexagonal)
+    assert classify_mo(hexagonal).counts == {"2H": 16, "1T": 0, "defect": 0}
 
 
 @pytest.mark.parametrize("kind", ["2H", "1T"])

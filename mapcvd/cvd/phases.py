@@ -28,8 +28,16 @@ temperatures) and 1.1 A below the second shell, so the first shell is counted al
 Mo-O bonds (1.67-2.33 A in MoO3) fall inside it, so an O bonded to a Mo is seen. The
 Mo-Mo distance (3.18 A) does not matter: only S and O are neighbours.
 
-All neighbour work goes through :func:`mapcvd.md.analysis.neighbor_pairs` (one periodic
-KD-tree query, minimum-image vectors); the classification is vectorised over Mo.
+Cells
+-----
+Any periodic cell is accepted: the hexagonal cell of :func:`ase.build.mx2` and of most
+MoS2 files, a triclinic supercell, an orthogonal box, periodic in all directions or in
+the sheet plane only. All neighbour work goes through
+:func:`mapcvd.md.analysis.neighbor_pairs`, which returns Cartesian minimum-image vectors
+Mo -> S for any cell; the heights along the layer normal and the in-plane projections
+are taken from those Cartesian vectors, so the cell shape plays no part (for an mx2
+sheet the normal is z, whatever the in-plane cell vectors). The classification is
+vectorised over Mo.
 """
 
 from __future__ import annotations
@@ -177,16 +185,15 @@ def classify_mo(
     ----------
     atoms
         :class:`ase.Atoms`, or the path of any file :func:`ase.io.read` reads (its last
-        frame). Its cell must be orthogonal along periodic directions (periodic
-        boundaries are honoured through minimum-image neighbour vectors); a structure
-        with no periodic direction may have any cell.
+        frame). Any cell (orthogonal, hexagonal, triclinic) and any ``pbc``: periodic
+        boundaries are honoured through minimum-image neighbour vectors.
     cutoff
         Mo-S and Mo-O neighbour cut-off in A (default 2.9: the Mo-S bond is about
-        2.41-2.43 A, the next S shell 4.0 A). Must be below half of every periodic
-        cell length.
+        2.41-2.43 A, the next S shell 4.0 A). Must be below half the shortest
+        periodic lattice vector (the smallest cell length of an orthogonal box).
     normal
-        Layer normal: ``"x"``, ``"y"``, ``"z"`` or a 3-vector (its sign does not
-        matter).
+        Layer normal, a Cartesian direction: ``"x"``, ``"y"``, ``"z"`` or a 3-vector
+        (its sign does not matter). For an :func:`ase.build.mx2` sheet it is ``"z"``.
     eclipsed_tolerance_deg
         Bound on the sum of the three smallest in-plane angles for 2H (default 20 deg;
         ideal 2H gives 0 deg, ideal 1T 180 deg).
@@ -199,8 +206,8 @@ def classify_mo(
     Raises
     ------
     InputError
-        If the structure has no Mo, cannot be read, has a tilted periodic cell, or a
-        parameter is out of range.
+        If the structure has no Mo, cannot be read, or a parameter is out of range
+        (including a cut-off too long for the periodic cell).
     """
     atoms = _load(atoms)
     cutoff = float(cutoff)
@@ -216,11 +223,6 @@ def classify_mo(
     n_mo = int(mo.size)
     if n_mo == 0:
         raise InputError(f"the structure has no Mo atoms ({atoms.get_chemical_formula()}), so no MoS2 phases")
-
-    if not np.any(atoms.pbc):
-        # Without periodic directions the cell plays no part: drop it, so that a tilted
-        # (e.g. hexagonal) cell of a cluster or cut-out flake is accepted.
-        atoms = Atoms(numbers=atoms.numbers, positions=atoms.get_positions(), pbc=False)
 
     ligands = np.flatnonzero((symbols == "S") | (symbols == "O"))
     pairs = neighbor_pairs(atoms, cutoff, centers=mo, neighbors=ligands)

@@ -10,7 +10,7 @@ targets, and to report what the gas holds, a frame is split into molecules:
   element pair in :data:`BOND_CUTOFFS` (about 1.2-1.3 times the bond length, so that
   bonds stretched at the 750-3750 K of the runs still count);
 * molecules are the connected components of that bond graph, found with one periodic
-  k-d tree query (:func:`mapcvd.md.analysis.neighbor_pairs`) and
+  neighbour search (:func:`mapcvd.md.analysis.neighbor_pairs`, any periodic cell) and
   :func:`scipy.sparse.csgraph.connected_components`, with no Python loop over atoms;
 * a molecule is named after its composition (:data:`FORMULAS`): S2, H2S, H2, H2O, SO,
   SO2. The slab and everything bonded to it is one large component with Mo, so it never
@@ -115,13 +115,14 @@ def find_molecules(atoms: Atoms, *, cutoffs: dict[frozenset, float] | None = Non
     Bonds are pairs closer than the cut-off of their element pair (minimum image along
     periodic directions); molecules are the connected components of the bond graph
     (the analysis of the gas in the staged CVD runs of Rajak et al. 2021,
-    doi:10.1038/s41524-021-00535-3). Vectorised: one k-d tree query, one sparse
+    doi:10.1038/s41524-021-00535-3). Vectorised: one neighbour search, one sparse
     connected-components call, compositions by ``bincount``.
 
     Parameters
     ----------
     atoms
-        Structure with an orthogonal cell along its periodic directions.
+        Structure, periodic along its ``pbc`` directions; any cell (orthogonal,
+        hexagonal, triclinic).
     cutoffs
         Cut-off per element pair (``frozenset({"S"})`` for S-S); default
         :data:`BOND_CUTOFFS`.
@@ -134,7 +135,8 @@ def find_molecules(atoms: Atoms, *, cutoffs: dict[frozenset, float] | None = Non
     Raises
     ------
     InputError
-        If the largest cut-off is not below half the smallest periodic cell length.
+        If the largest cut-off is not below half the shortest periodic
+        lattice vector (the smallest cell length of an orthogonal box).
     """
     cutoffs = BOND_CUTOFFS if cutoffs is None else cutoffs
     n_atoms = len(atoms)
