@@ -206,6 +206,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "store, paper or PATH.pt"),
         "reference_surrogate": Key(str, "paper", "second surrogate the campaign trains an agent on, beside its own "
                                    "NADE-CVD: paper, PATH.pt or none"),
+        "reference_updates": Key(int, 5000, "REINFORCE updates of the campaign's agent on the reference surrogate",
+                                 min=1, max=100_000_000),
         # REINFORCE agent with a value baseline
         "agent_updates": Key(int, 3000, "REINFORCE updates (paper: 15,000)", min=1, max=100_000_000),
         "agent_batch": Key(int, 32, "episodes per REINFORCE update", min=1, max=1_000_000),

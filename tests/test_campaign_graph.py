@@ -43,7 +43,7 @@ TINY = {
     "cvd": {"n_mo": 8, "n_stages": 2, "stage_ps": 0.005, "relax_iterations": 0},
     "cvd_learning": {"runs": 3, "retries": 0, "nade_encoder": "8", "nade_lstm": 8, "nade_decoder": "8",
                      "nade_epochs": 5, "agent_updates": 3, "agent_batch": 4, "agent_eval_episodes": 8,
-                     "agent_best": 2, "validate_top": 1},
+                     "agent_best": 2, "validate_top": 1, "reference_updates": 3},
 }
 
 
@@ -59,7 +59,7 @@ def counts(group) -> dict:
         out[policy] = len(EpisodeLog(group, f"map/evaluation/{policy}"))
     if DATASET_PATH in group:
         out["dataset_done"] = RunTable.open(group, DATASET_PATH).counts()["done"]
-    for name in ("cvd/nade/weights", "cvd/agent/policy"):
+    for name in ("cvd/nade/weights", "cvd/agent/policy", "cvd/agent_paper/policy"):
         if name in group:
             out[name] = read_array_checkpoint(group, name)[1]
     if VALIDATION_PATH in group:

@@ -251,7 +251,8 @@ def _reference_agent(group, config: dict, log: Callable[[str], None]) -> dict | 
     if reference == "none":
         set_stage_status(group, "cvd_agent_paper", "done")
         return None
-    fit = timed_app(fit_agent)(group, config, surrogate=reference, log=log)
+    fit = timed_app(fit_agent)(group, config, surrogate=reference, updates=config["cvd_learning"]["reference_updates"],
+                               log=log)
     if fit["surrogate"].stage != "cvd_agent_paper":  # a file: its own stage is done, so is this one
         set_stage_status(group, "cvd_agent_paper", "done")
     best = fit["best"]

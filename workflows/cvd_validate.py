@@ -89,7 +89,7 @@ def run_validation(
     if table is None:
         attrs = {"purpose": "validation", "agent_version": int(agent_version),
                  "seed": int(dataset_attrs["seed"]), "n_mo": int(dataset_attrs["n_mo"]),
-                 "ranges": dataset_attrs["ranges"], "cvd": dict(dataset_attrs["cvd"])}
+                 "ranges": dataset_attrs["ranges"], "cvd": {**dict(dataset_attrs["cvd"]), "n_stages": S}}
         table = RunTable.create(group, path, n_stages=S, attrs=attrs, species=species)
     have = table.n_runs
     if have > M or not np.array_equal(table.read("schedule"), schedules[:have]):
