@@ -11,7 +11,7 @@ import click
 
 def register(cli: click.Group) -> None:
     """Add the ``map`` and ``cvd`` groups, with all their commands, to ``cli``."""
-    from mapcvd.commands import cvd_learning, cvd_md, map_commands, neb_commands  # noqa: F401, PLC0415
+    from mapcvd.commands import cvd_learning, cvd_md, cvd_surrogate, map_commands, neb_commands  # noqa: F401, PLC0415
     from mapcvd.commands.groups import cvd, map_group  # noqa: PLC0415
 
     cli.add_command(map_group)

@@ -214,7 +214,10 @@ def plot_fig3(schedule, z, late_low, late_high, returns: dict[str, float], total
     for v, colour in zip(range(1, 4), ("gold", "tab:green", "tab:purple")):
         gas.step(stages, x[:, v], where="mid", color=colour, lw=1, label=VARIABLE_LABELS[v])
     gas.set_ylabel("molecules")
-    gas.legend(fontsize=7, loc="upper right")
+    gas.legend(fontsize=7, loc="lower right")
+    ax.set_zorder(gas.get_zorder() + 1)  # the temperature drawn over the gas counts
+    ax.patch.set_visible(False)
+    ax.set_ylim(0.0, 1.1 * max(float(x[:, 0].max()), 1.0))
     ax.set_title("(a) agent's best schedule", fontsize=9)
     ax = fig.add_subplot(grid[1, 0])
     for k, (name, colour) in enumerate(zip(PHASE_NAMES, PHASE_COLOURS)):
