@@ -128,7 +128,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with torch.random.fork_rng():
         torch.manual_seed(args.seed + 1)
-        policy = PolicyValue(input_size=model.hidden_size, action_scale=ranges.span)  # as cvd agent
+        policy = PolicyValue(input_size=model.hidden_size, target_box=(ranges.low, ranges.high))  # as cvd agent
     policy, hist = train_agent(model, updates=args.updates, batch=args.batch, n_stages=n_stages,
                                seed=args.seed + 1, ranges=ranges, policy=policy)
     seconds = time.perf_counter() - t0

@@ -45,11 +45,11 @@ def bench_agent(n_updates: int, batch: int = 32, n_stages: int = 20, surrogate: 
 
     ``surrogate``: ``paper`` (the shipped trained NADE-CVD) or ``nade`` (mapcvd's
     NadeCVD of the same sizes, random weights). The policy is the one ``cvd agent``
-    trains (72/24 trunk, mean changes spanning the whole range).
+    trains (72/24 trunk, means of the next conditions anywhere in the range).
     """
     torch.manual_seed(0)
     nade = load_paper_checkpoint() if surrogate == "paper" else NadeCVD().eval().requires_grad_(False)
-    policy = PolicyValue(input_size=nade.hidden_size, action_scale=PAPER_RANGES.span)
+    policy = PolicyValue(input_size=nade.hidden_size, target_box=(PAPER_RANGES.low, PAPER_RANGES.high))
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3, foreach=True)
     gen = torch.Generator().manual_seed(0)
     lo = torch.tensor(PAPER_RANGES.low)

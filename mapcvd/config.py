@@ -208,6 +208,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    "NADE-CVD: paper, PATH.pt or none"),
         "reference_updates": Key(int, 5000, "REINFORCE updates of the campaign's agent on the reference surrogate",
                                  min=1, max=100_000_000),
+        # schedules optimised directly through the surrogate (mapcvd/cvd/optimise.py): the agent's
+        # upper reference, shown beside its return by 'cvd agent' and the campaign
+        "optimise_starts": Key(int, 64, "random starting schedules of 'cvd optimise' (one batched tensor)",
+                               min=1, max=1_000_000),
+        "optimise_steps": Key(int, 1500, "Adam steps of 'cvd optimise'; 0: 'cvd agent' and the campaign skip it",
+                              min=0, max=10_000_000),
         # REINFORCE agent with a value baseline
         "agent_updates": Key(int, 3000, "REINFORCE updates (paper: 15,000)", min=1, max=100_000_000),
         "agent_batch": Key(int, 32, "episodes per REINFORCE update", min=1, max=1_000_000),

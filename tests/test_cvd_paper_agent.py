@@ -49,7 +49,7 @@ def test_agent_on_the_paper_surrogate_prints_exactly_the_json_keys(tmp_path, cap
     assert best.shape == (20, 4) and PAPER_RANGES.contains(best)
     model = load_paper_checkpoint()
     again = float(schedule_returns(model, best[None], ranges=PAPER_RANGES, gamma=1.0)[0])
-    assert again == pytest.approx(result["best_return"], rel=1e-5)  # the undiscounted sum of 2H
+    assert again == pytest.approx(result["best_return"], rel=1e-4)  # the undiscounted sum of 2H (float32)
     assert result["strategy_return"] > 10 * result["random_return"] > 0  # the paper surrogate is not flat
     for name in ("cvd_fig3_paper.png", "agent_learning_curve_paper.png", "agent_best_schedules_paper.png"):
         assert (out / name).read_bytes()[:8] == PNG

@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mapcvd.commands.common import console, log
+from mapcvd.commands.common import config_for, console, log
 from mapcvd.commands.groups import cvd
 from mapcvd.cvd.learning import NADE_WEIGHTS, NO_2H
 from mapcvd.errors import InputError
@@ -37,18 +37,6 @@ _out_option = click.option("--out", "out_dir", default=None, type=click.Path(fil
 
 
 # ----------------------------------------------------------------------- helpers
-def _config(config_file: Path | None, store_path: Path) -> dict:
-    """``--config``, else the store's configuration, else the packaged demo; validated."""
-    from mapcvd.config import config_from_stored, load_config
-    from mapcvd.store import open_campaign
-
-    if config_file is not None:
-        return load_config(config_file)
-    if store_path.is_dir() and any(store_path.iterdir()):
-        return config_from_stored(open_campaign(store_path, "r").attrs.get("config", {}), where=str(store_path))
-    return load_config(None)
-
-
 def _figures(out_dir: Path | None, store_path: Path) -> Path:
     out = out_dir if out_dir is not None else store_path.parent / (store_path.name + ".figures")
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +145,7 @@ def dataset_command(runs, store_path, site, config_file):
     from mapcvd.store import open_or_create_campaign
     from mapcvd.workflows.cvd_dataset import run_dataset
 
-    config = _config(config_file, store_path)
+    config = config_for(config_file, store_path)
     runs = runs or config["cvd_learning"]["runs"]
     rmd, species = _rmd_settings(config)
     site_name, parsl_config = _site(site, config, store_path)  # a bad site fails before any work
@@ -189,7 +177,7 @@ def nade_command(store_path, config_file, out_dir):
     from mapcvd.cvd.nade import PHASES
     from mapcvd.store import open_campaign
 
-    config = _config(config_file, store_path)
+    config = config_for(config_file, store_path)
     L = config["cvd_learning"]
     group = open_campaign(store_path, "r+")
     with _Bar("NADE epochs", L["nade_epochs"], every=max(1, L["nade_epochs"] // 10)) as bar:
@@ -223,16 +211,33 @@ def _surrogate_option(verb: str):
                              "(default: cvd_learning.surrogate).")
 
 
-def _agent_figures(group, results_path: str, out: Path, kind: str) -> list[Path]:
+def _agent_figures(group, results_path: str, out: Path, kind: str, optimum: dict | None) -> list[Path]:
     """The learning curve, best schedules and Fig. 3 of the agent results just stored."""
     from mapcvd.cvd import plots
     from mapcvd.store import read_array_checkpoint
 
     arrays, _, meta = read_array_checkpoint(group, results_path)
-    return plots.agent_figures(arrays, meta, out, tag="" if kind == "store" else f"_{kind}")
+    return plots.agent_figures(arrays, meta, out, tag="" if kind == "store" else f"_{kind}",
+                               optimum=None if optimum is None else optimum["mean_return"])
 
 
-def _print_agent(fit: dict, episodes: int) -> None:
+def plausibility_line(z, what: str) -> str:
+    """Whether predicted fractions ``z`` (S, 3) sum to 1 within the tolerance, in words."""
+    from mapcvd.cvd.validation import SUM_TOLERANCE, fraction_sum_error
+
+    z = np.asarray(z)
+    error = float(fraction_sum_error(z))
+    if error <= SUM_TOLERANCE:
+        return f"{what}: the predicted fractions sum to 1 within {error:.3f} at every stage"
+    stage = int(np.abs(z.sum(-1) - 1.0).argmax()) + 1
+    return (f"warning: {what}: the predicted fractions sum to {z[stage - 1].sum():.3f} at stage {stage} "
+            f"(tolerance {SUM_TOLERANCE}): the surrogate is extrapolating there, so this return is partly an "
+            "artefact of the model, not a synthesis result")
+
+
+def _print_agent(fit: dict, episodes: int, optimum: dict | None) -> None:
+    from mapcvd.cvd.validation import SUM_TOLERANCE, fraction_sum_error
+
     comparison, best = fit["comparison"], fit["best"]
     click.echo(f"expected return (sum over the stages of the predicted 2H fraction) over {episodes} episodes "
                f"from the same uniform starts, {fit['surrogate'].label} surrogate:")
@@ -240,7 +245,11 @@ def _print_agent(fit: dict, episodes: int) -> None:
     click.echo(f"  agent (mean action)      {comparison['agent_greedy']:.4f}")
     click.echo(f"  random schedules         {comparison['random']:.4f}")
     click.echo(f"  paper's strategy         {comparison['strategy']:.4f}  (3500 K stages 2-8, then 2000 K)")
-    if fit["max_2h"] is not None and fit["max_2h"] < NO_2H:
+    if optimum is not None:
+        click.echo(f"  optimised schedules      {optimum['mean_return']:.4f}  (gradient ascent through the surrogate "
+                   f"from {optimum['starts']} uniform first stages; best {optimum['best_return']:.4f})")
+    no_2h = fit["max_2h"] is not None and fit["max_2h"] < NO_2H
+    if no_2h:
         click.echo(f"  agent / random           n/a: no reactive-MD run of this campaign's dataset formed 2H "
                    f"(largest 2H fraction {fit['max_2h']:.3g}); these returns are the surrogate's noise around 0 "
                    "and say nothing about synthesis (try --surrogate paper)")
@@ -249,10 +258,19 @@ def _print_agent(fit: dict, episodes: int) -> None:
             ratio = comparison[key]
             click.echo(f"  agent / {name:16s} {ratio:.3f}{note}" if math.isfinite(ratio)
                        else f"  agent / {name:16s} n/a (it makes no 2H under this surrogate)")
+        if optimum is not None and optimum["mean_return"] > 0:
+            click.echo(f"  agent / optimised        {comparison['agent'] / optimum['mean_return']:.3f}  "
+                       "(the agent's share of what direct optimisation reaches from the same kind of start)")
     click.echo(f"best schedule (predicted return {best['returns'][0]:.4f}):")
     click.echo("  stage      T (K)     S2     H2    H2S    2H(pred) 1T(pred)")
     for t, (x, z) in enumerate(zip(best["schedules"][0], best["z"][0])):
         click.echo(f"  {t + 1:5d} {x[0]:10.0f} {x[1]:6.1f} {x[2]:6.1f} {x[3]:6.1f}    {z[0]:7.3f}  {z[1]:7.3f}")
+    click.echo(plausibility_line(best["z"][0], "best schedule"))
+    if optimum is not None:
+        ok = fraction_sum_error(optimum["z"]) <= SUM_TOLERANCE
+        click.echo(f"optimised schedules whose fractions sum to 1 within {SUM_TOLERANCE}: {int(ok.sum())} of "
+                   f"{len(ok)}" + (f" (their mean return {float(optimum['returns'][ok].mean()):.4f})" if ok.any()
+                                   else ""))
 
 
 @cvd.command("agent")
@@ -270,17 +288,20 @@ def _print_agent(fit: dict, episodes: int) -> None:
 def agent_command(store_path, surrogate, updates, batch, as_json, config_file, out_dir):
     """Train the REINFORCE agent on a surrogate; compare it with random schedules and the paper's strategy.
 
-    Writes the paper's Fig. 3 for this surrogate (cvd_fig3*.png), the learning curve and
-    the best schedules. With --surrogate paper the store is created when missing.
+    Also optimises schedules directly through the surrogate from the same kind of start
+    (cvd_learning.optimise_steps; 0 skips it), the agent's upper reference. Writes the
+    paper's Fig. 3 for this surrogate (cvd_fig3*.png), the learning curve and the best
+    schedules. With --surrogate paper the store is created when missing.
     """
     import contextlib
     import json
 
     from mapcvd.cvd.learning import fit_agent
+    from mapcvd.cvd.optimise import fit_optimum
     from mapcvd.cvd.surrogates import surrogate_kind
     from mapcvd.store import open_campaign, open_or_create_campaign
 
-    config = _config(config_file, store_path)
+    config = config_for(config_file, store_path)
     L = config["cvd_learning"]
     surrogate = surrogate or L["surrogate"]
     total = updates or L["agent_updates"]
@@ -292,9 +313,10 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
         with _Bar("REINFORCE updates", total, every=max(1, total // 10)) as bar:
             fit = fit_agent(group, config, surrogate=surrogate, updates=updates, batch=batch, log=log,
                             progress=lambda i, s: bar.update(i + 1, f"return {s['total_return']:.3f}"))
-        paths = _agent_figures(group, fit["paths"][1], _figures(out_dir, store_path), fit["surrogate"].kind)
+        optimum = fit_optimum(group, config, fit["surrogate"], log=log)
+        paths = _agent_figures(group, fit["paths"][1], _figures(out_dir, store_path), fit["surrogate"].kind, optimum)
         if not as_json:
-            _print_agent(fit, L["agent_eval_episodes"])
+            _print_agent(fit, L["agent_eval_episodes"], optimum)
             for path in paths:
                 click.echo(f"figure: {path}")
     if as_json:
@@ -328,7 +350,7 @@ def validate_command(store_path, surrogate, top, site, config_file, out_dir):
     from mapcvd.store import open_campaign
     from mapcvd.workflows.cvd_validate import validate_agent
 
-    config = _config(config_file, store_path)
+    config = config_for(config_file, store_path)
     group = open_campaign(store_path, "r+")
     top = validation_plan(group, config, top, surrogate)["top"]  # bad --top or a missing agent fail before Parsl
     site_name, parsl_config = _site(site, config, store_path)

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from .nade import Z0, relu_mlp
 from .ranges import PAPER_RANGES, ScheduleRanges
+from .surrogate_rollout import Frozen, fixed_rollout
 
 
 @runtime_checkable
@@ -68,8 +69,21 @@ class PolicyValue(nn.Module):
     hidden : sequence of int
         Shared ReLU trunk (paper: 72, 24).
     action_scale : sequence of 4 floats
-        The means are ``action_scale * tanh(.)``, in physical units; default twice the
+        Change parameterisation (the paper's ``X_{t+1} = X_t + a_t``): the means of the
+        changes are ``action_scale * tanh(.)``, in physical units; default twice the
         paper's step std, (500 K, 40, 40, 40).
+    target_box : (low, high) or None
+        Target parameterisation instead: the mean of the *next conditions* is
+        ``low + (high - low) * sigmoid(.)``, always inside the box, so any condition of
+        the range is one stage away. A change whose mean points past a bound is clipped
+        whatever the noise, so it gets no learning signal and a change policy can lock
+        there (seen on the paper's NADE-CVD: every stage at 3750 K); a target mean inside
+        the box always keeps the noise informative. ``action_scale`` is then unused.
+
+    Notes
+    -----
+    The agent of Rajak et al., npj Comput. Mater. 7, 108 (2021),
+    doi:10.1038/s41524-021-00535-3 (policy MLP 128 -> 72 -> 24 -> 4 plus a value head).
     """
 
     def __init__(
@@ -77,6 +91,7 @@ class PolicyValue(nn.Module):
         input_size: int = 128,
         hidden: Sequence[int] = (72, 24),
         action_scale: Sequence[float] = (500.0, 40.0, 40.0, 40.0),
+        target_box: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -87,17 +102,31 @@ class PolicyValue(nn.Module):
         self.mean_head = nn.Linear(width, len(action_scale))
         self.value_head = nn.Linear(width, 1)
         self.register_buffer("action_scale", torch.tensor(action_scale, dtype=torch.float32))
+        self.targets = target_box is not None
+        low, high = target_box if target_box is not None else ((0.0,) * 4, (1.0,) * 4)
+        self.register_buffer("target_low", torch.tensor(low, dtype=torch.float32), persistent=False)
+        self.register_buffer("target_span", torch.tensor(high, dtype=torch.float32) - self.target_low,
+                             persistent=False)
         self._trunk_layers = tuple(m for m in self.trunk if isinstance(m, nn.Linear))
+
+    def _mean(self, f: torch.Tensor) -> torch.Tensor:
+        out = F.linear(f, self.mean_head.weight, self.mean_head.bias)
+        if self.targets:
+            return self.target_low + self.target_span * torch.sigmoid(out)
+        return self.action_scale * torch.tanh(out)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``h`` (..., input_size) -> (action means (..., 4) in physical units, values (...))."""
         f = relu_mlp(h, self._trunk_layers)
-        return self.action_scale * torch.tanh(self.mean_head(f)), self.value_head(f).squeeze(-1)
+        return self._mean(f), self.value_head(f).squeeze(-1)
 
     def mean_action(self, h: torch.Tensor) -> torch.Tensor:
         """Action means only (..., 4), skipping the value head (used inside rollouts)."""
-        f = relu_mlp(h, self._trunk_layers)
-        return self.action_scale * torch.tanh(F.linear(f, self.mean_head.weight, self.mean_head.bias))
+        return self._mean(relu_mlp(h, self._trunk_layers))
+
+    def next_conditions(self, x: torch.Tensor, a: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The next stage's conditions from the current ``x`` and the sampled action ``a``, clipped."""
+        return torch.clamp(a if self.targets else x + a, low, high)
 
 
 def _box(ranges: ScheduleRanges, dtype=torch.float32):
@@ -181,7 +210,7 @@ def rollout(
             h = surrogate.features(state)
             mu = policy.mean_action(h)
             a = mu if noise is None else mu + noise[:, t - 1]
-            x = torch.clamp(x + a, lo, hi)
+            x = policy.next_conditions(x, a, lo, hi)
             feats.append(h)
             acts.append(a)
             xs.append(x)
@@ -239,26 +268,6 @@ def reinforce_update(
     }
 
 
-class _Frozen:
-    """Context: a torch surrogate in eval mode with ``requires_grad`` off, restored after."""
-
-    def __init__(self, surrogate: Any) -> None:
-        self.module = surrogate if isinstance(surrogate, nn.Module) else None
-
-    def __enter__(self):
-        if self.module is not None:
-            self.flags = [p.requires_grad for p in self.module.parameters()]
-            self.training = self.module.training
-            self.module.eval().requires_grad_(False)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.module is not None:
-            for p, f in zip(self.module.parameters(), self.flags):
-                p.requires_grad_(f)
-            self.module.train(self.training)
-
-
 def train_agent(
     surrogate: Surrogate,
     *,
@@ -297,7 +306,7 @@ def train_agent(
     history: dict[str, list[float]] = {"mean_return": [], "total_return": [], "loss": [], "policy_loss": [],
                                        "value_loss": []}
     policy.train()
-    with _Frozen(surrogate):
+    with Frozen(surrogate):
         for i in range(int(updates)):
             x0 = lo + torch.rand(batch, 4, generator=gen) * (hi - lo)
             episode = rollout(surrogate, policy, x0, n_stages, sigma, ranges, gen, gamma=gamma)
@@ -320,15 +329,9 @@ def schedule_returns(
     """Discounted return (from stage 0) of fixed schedules (N, n_stages, 4), shape (N,)."""
     x = torch.as_tensor(np.asarray(schedules), dtype=torch.float32)
     lo, hi, inv_span = _box(ranges)
-    u = (torch.clamp(x, lo, hi) - lo) * inv_span
-    with torch.no_grad(), _Frozen(surrogate):
-        z = torch.tensor(Z0, dtype=torch.float32).expand(x.shape[0], 3)
-        state, rs = None, []
-        for t in range(x.shape[1]):
-            mean, _, state = surrogate.step(z, u[:, t], state)
-            rs.append(mean[:, 0])
-            z = mean
-        return discounted_returns(torch.stack(rs, dim=1), gamma)[:, 0]
+    with torch.no_grad(), Frozen(surrogate):
+        mean, _ = fixed_rollout(surrogate, (torch.clamp(x, lo, hi) - lo) * inv_span)
+    return discounted_returns(mean[..., 0], gamma)[:, 0]
 
 
 def expected_return(
@@ -353,7 +356,7 @@ def expected_return(
     if isinstance(agent, nn.Module):
         x0 = ranges.uniform_start(n_episodes, np.random.default_rng(seed))
         gen = torch.Generator().manual_seed(int(seed))
-        with _Frozen(surrogate):
+        with Frozen(surrogate):
             ep = rollout(surrogate, agent, x0, n_stages, sigma, ranges, gen, gamma=gamma, greedy=greedy)
         return float(ep["returns"][:, 0].mean())
     return float(schedule_returns(surrogate, agent, ranges=ranges, gamma=gamma).mean())

@@ -25,6 +25,7 @@ __all__ = [
     "plot_initial_s2",
     "plot_learning_curve",
     "plot_nade_loss",
+    "plot_optimum",
     "plot_schedules",
     "plot_trajectories",
 ]
@@ -295,3 +296,30 @@ def agent_figures(arrays: dict, meta: dict, out, *, tag: str = "", optimum: floa
                   out / f"cvd_fig3{tag}.png", threshold=split["threshold"],
                   title=f"REINFORCE agent on the {label} surrogate ({meta.get('updates')} updates)"),
     ]
+
+
+def plot_optimum(schedule, z, path, *, ranges=None, title: str | None = None) -> Path:
+    """Temperature, gas counts and predicted 2H/1T/defect fractions per stage of one schedule (PNG)."""
+    x, z = np.asarray(schedule), np.asarray(z)
+    stages = np.arange(1, len(x) + 1)
+    fig = _figure(6.4, 7.2)
+    ax_t, ax_g, ax_z = (fig.add_subplot(3, 1, k + 1) for k in range(3))
+    ax_t.step(stages, x[:, 0], where="mid", color="tab:red")
+    ax_t.set_ylabel("T (K)")
+    for v, (name, colour) in enumerate(zip(("S2", "H2", "H2S"), ("tab:olive", "tab:cyan", "tab:purple")), 1):
+        ax_g.step(stages, x[:, v], where="mid", color=colour, label=name)
+    ax_g.set_ylabel("molecules")
+    ax_g.legend(fontsize=7, ncol=3)
+    if ranges is not None:
+        ax_t.set_ylim(ranges.low[0] - 0.05 * ranges.span[0], ranges.high[0] + 0.05 * ranges.span[0])
+        ax_g.set_ylim(min(ranges.low[1:]) * 0.9, max(ranges.high[1:]) * 1.05)
+    for p, (name, colour) in enumerate(zip(PHASE_NAMES, PHASE_COLOURS)):
+        ax_z.plot(stages, z[:, p], "o-", ms=3, color=colour, label=name)
+    ax_z.set_ylabel("predicted fraction of Mo")
+    ax_z.set_xlabel("stage")
+    ax_z.legend(fontsize=7, ncol=3)
+    for ax in (ax_t, ax_g, ax_z):
+        ax.set_xticks(stages)
+        ax.tick_params(axis="x", labelsize=7)
+    ax_t.set_title(title or "optimised schedule", fontsize=9)
+    return _save(fig, path)
