@@ -295,6 +295,7 @@ def _campaign_summary(results: dict) -> list[str]:
 def _agent_lines(results: dict) -> list[str]:
     """The CVD agents' returns against random schedules and the paper's strategy (undiscounted)."""
     from mapcvd.cvd.learning import NO_2H  # noqa: PLC0415
+    from mapcvd.cvd.validation import SUM_TOLERANCE  # noqa: PLC0415
 
     lines = []
     for stage, what in (("cvd_agent", "this campaign's NADE-CVD"), ("cvd_agent_paper", None)):
@@ -311,10 +312,18 @@ def _agent_lines(results: dict) -> list[str]:
         else:
             line += f"; agent/random x{c['ratio']:.2f}, agent/strategy x{c['ratio_strategy']:.2f}"
         lines.append(line)
+        if agent.get("optimum"):
+            o = agent["optimum"]
+            lines.append(f"  schedules optimised through the surrogate from the same kind of start: mean return "
+                         f"{o['mean_return']:.4f} (best {o['best_return']:.4f}); the agent reaches "
+                         f"{c['agent'] / o['mean_return']:.0%} of it")
         if "best_schedule" in agent:
             t = [row[0] for row in agent["best_schedule"]]
             lines.append(f"  best schedule (return {agent['best_return']:.3f}): T (K) per stage "
                          + " ".join(f"{v:.0f}" for v in t))
+            if agent["best_sum_error"] > SUM_TOLERANCE:
+                lines.append(f"  its predicted fractions stray {agent['best_sum_error']:.2f} from summing to 1 "
+                             "(the surrogate extrapolates there): its return is partly an artefact of the model")
     return lines
 
 

@@ -62,6 +62,7 @@ def report_summary(root) -> dict:
         schedules) and ``validation`` (its report).
     """
     from mapcvd.cvd.learning import NADE_WEIGHTS, agent_paths, jsonable  # noqa: PLC0415
+    from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
     from mapcvd.map.pathway_store import read_ranking  # noqa: PLC0415
     from mapcvd.store import stage_statuses  # noqa: PLC0415
     from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH  # noqa: PLC0415
@@ -93,8 +94,10 @@ def report_summary(root) -> dict:
         agent = _checkpoint(root, agent_paths(kind)[1])
         if agent is not None:
             meta = agent[2]
+            optimum = read_optimum(root, kind)
             out[key] = {"version": agent[1], "surrogate": (meta.get("surrogate") or {}).get("label", "store"),
-                        "dataset_max_2h": meta.get("dataset_max_2h"), **(meta.get("expected_return") or {})}
+                        "dataset_max_2h": meta.get("dataset_max_2h"), **(meta.get("expected_return") or {}),
+                        "optimised": None if optimum is None else optimum["mean_return"]}
     dataset = _table(root, DATASET_PATH)
     if dataset is not None:
         out["dataset"] = dataset.counts()
@@ -108,6 +111,7 @@ def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Draw every figure the store supports; ``(caption, file name)`` pairs and error notes."""
     from mapcvd.cvd import plots as cvd_plots  # noqa: PLC0415
     from mapcvd.cvd.learning import NADE_RESULTS, agent_paths  # noqa: PLC0415
+    from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
     from mapcvd.map.pathway_report import write_report  # noqa: PLC0415
     from mapcvd.map.plots import PANELS, plot_training_curves  # noqa: PLC0415
     from mapcvd.map.progress import actor_logs, episodes_by_epoch  # noqa: PLC0415
@@ -157,7 +161,9 @@ def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
         found = _checkpoint(root, agent_paths(kind)[1])
         if found is None:
             return []
-        return cvd_plots.agent_figures(found[0], found[2], out, tag="" if kind == "store" else f"_{kind}")
+        optimum = read_optimum(root, kind)
+        return cvd_plots.agent_figures(found[0], found[2], out, tag="" if kind == "store" else f"_{kind}",
+                                       optimum=None if optimum is None else optimum["mean_return"])
 
     def validation() -> list:
         table = _table(root, VALIDATION_PATH)
@@ -223,9 +229,10 @@ def _summary_html(s: dict) -> str:
         parts += ["<h2>REINFORCE agent vs random schedules and the paper's strategy "
                   "(expected return: sum over the stages of the predicted 2H fraction)</h2>",
                   _rows_html(("surrogate", "agent", "agent (mean action)", "random", "paper's strategy",
-                              "agent / random", "agent / strategy"),
+                              "optimised schedules", "agent / random", "agent / strategy", "agent / optimised"),
                              [(a.get("surrogate"), _fmt(a.get("agent")), _fmt(a.get("agent_greedy")),
-                               _fmt(a.get("random")), _fmt(a.get("strategy")), *_ratios(a)) for a in agents])]
+                               _fmt(a.get("random")), _fmt(a.get("strategy")), _fmt(a.get("optimised")), *_ratios(a))
+                              for a in agents])]
     if "validation" in s:
         v = s["validation"]
         parts += ["<h2>Validation of the agent's schedules with reactive MD</h2>", _rows_html(
@@ -236,15 +243,17 @@ def _summary_html(s: dict) -> str:
     return "\n".join(parts)
 
 
-def _ratios(a: dict) -> tuple[str, str]:
-    """Agent/random and agent/strategy, or why they mean nothing (no 2H in the dataset)."""
+def _ratios(a: dict) -> tuple[str, str, str]:
+    """Agent/random, agent/strategy and agent/optimised, or why they mean nothing (no 2H in the dataset)."""
     from mapcvd.cvd.learning import NO_2H  # noqa: PLC0415
 
     max_2h = a.get("dataset_max_2h")
     if max_2h is not None and max_2h < NO_2H:
         note = f"n/a: no 2H in the campaign's dataset (largest fraction {max_2h:.3g})"
-        return note, note
-    return _fmt(a.get("ratio"), ".3g"), _fmt(a.get("ratio_strategy"), ".3g")
+        return note, note, note
+    optimised = a.get("optimised")
+    share = a["agent"] / optimised if optimised and a.get("agent") is not None else None
+    return _fmt(a.get("ratio"), ".3g"), _fmt(a.get("ratio_strategy"), ".3g"), _fmt(share, ".3g")
 
 
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"

@@ -43,7 +43,8 @@ TINY = {
     "cvd": {"n_mo": 8, "n_stages": 2, "stage_ps": 0.005, "relax_iterations": 0},
     "cvd_learning": {"runs": 3, "retries": 0, "nade_encoder": "8", "nade_lstm": 8, "nade_decoder": "8",
                      "nade_epochs": 5, "agent_updates": 3, "agent_batch": 4, "agent_eval_episodes": 8,
-                     "agent_best": 2, "validate_top": 1, "reference_updates": 3},
+                     "agent_best": 2, "validate_top": 1, "reference_updates": 3,
+                     "optimise_starts": 2, "optimise_steps": 3},
 }
 
 

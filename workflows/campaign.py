@@ -243,8 +243,11 @@ def _cvd_branch(config: dict, *, run_fn, after: threading.Event):
 
 
 def _reference_agent(group, config: dict, log: Callable[[str], None]) -> dict | None:
-    """The agent on ``cvd_learning.reference_surrogate`` (stage ``cvd_agent_paper``); None when 'none'."""
+    """The agent on ``cvd_learning.reference_surrogate`` and its optimised upper reference
+    (stage ``cvd_agent_paper``); None when 'none'."""
     from mapcvd.cvd.learning import fit_agent  # noqa: PLC0415
+    from mapcvd.cvd.optimise import fit_optimum  # noqa: PLC0415
+    from mapcvd.cvd.validation import fraction_sum_error  # noqa: PLC0415
     from mapcvd.store import set_stage_status  # noqa: PLC0415
 
     reference = config["cvd_learning"]["reference_surrogate"]
@@ -256,8 +259,11 @@ def _reference_agent(group, config: dict, log: Callable[[str], None]) -> dict | 
     if fit["surrogate"].stage != "cvd_agent_paper":  # a file: its own stage is done, so is this one
         set_stage_status(group, "cvd_agent_paper", "done")
     best = fit["best"]
+    optimum = fit_optimum(group, config, fit["surrogate"], log=log)
     return {**_summary(fit, ("comparison", "policy_version", "seconds")), "surrogate": fit["surrogate"].label,
-            "best_return": float(best["returns"][0]), "best_schedule": best["schedules"][0].tolist()}
+            "best_return": float(best["returns"][0]), "best_schedule": best["schedules"][0].tolist(),
+            "best_sum_error": float(fraction_sum_error(best["z"][0])),
+            "optimum": None if optimum is None else _summary(optimum, ("mean_return", "best_return", "seconds"))}
 
 
 def _summary(result: dict, keys: tuple[str, ...]) -> dict:
