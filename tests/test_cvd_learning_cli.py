@@ -14,9 +14,10 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import PNG, assert_one_line_error, cli
+
 from mapcvd.configs import config_path
 
-from mapcvd.cli import main
 from mapcvd.config import load_config, validate
 from mapcvd.cvd.nade import from_arrays
 from mapcvd.cvd.ranges import PAPER_RANGES
@@ -47,7 +48,6 @@ SMALL = {
         "agent_best": 4, "validate_top": 2,
     },
 }
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def standin_rmd(schedule, cvd_table, seed):
@@ -63,21 +63,6 @@ def standin_rmd(schedule, cvd_table, seed):
             "md_seconds": 0.01, "wall_seconds": 0.01}
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``mapcvd ARGS`` in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mapcvd: error:") and "Traceback" not in err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from mapcvd.cli import main
+from cli_helpers import PNG, assert_one_line_error, cli
+
 from mapcvd.cvd.agent import schedule_returns
 from mapcvd.cvd.nade import NadeCVD
 from mapcvd.cvd.optimise import optimise_schedules, optimum_path, read_optimum
@@ -24,24 +25,8 @@ from mapcvd.cvd.schedule import read_schedule
 from mapcvd.cvd.synthetic import SyntheticSurrogate
 from mapcvd.errors import InputError
 
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``mapcvd ARGS`` in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mapcvd: error:") and "Traceback" not in err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def undiscounted(surrogate, schedules) -> np.ndarray:

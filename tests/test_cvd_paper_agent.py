@@ -15,7 +15,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_cvd_learning_cli import N_MO, PNG, assert_one_line_error, cli, small_store, standin_rmd  # noqa: F401
+from cli_helpers import PNG, assert_one_line_error, cli
+from test_cvd_learning_cli import N_MO, small_store, standin_rmd  # noqa: F401
 
 from mapcvd.cvd.agent import schedule_returns
 from mapcvd.cvd.paper_nade import load_paper_checkpoint

@@ -13,7 +13,8 @@ import pytest
 from ase import Atoms
 from ase.build import make_supercell, mx2
 
-from mapcvd.cli import main
+from cli_helpers import cli
+
 
 RECTANGLE = [[4, 0, 0], [2, 4, 0], [0, 0, 1]]  # orthogonal 4a x 2 sqrt(3) a cell, 16 Mo
 
@@ -25,18 +26,13 @@ def sheet(kind: str) -> Atoms:
     return atoms
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("kind", ["2H", "1T"])
 def test_phases_json_of_ideal_sheet(tmp_path, capsys, kind):
     path = tmp_path / f"{kind}.extxyz"
     sheet(kind).write(path)
-    code, out, err = run_cli(capsys, "cvd", "phases", path, "--json")
+    code, out, err = cli(capsys, "cvd", "phases", path, "--json")
     assert code == 0, err
     payload = json.loads(out)
     counts = {p: (16 if p == kind else 0) for p in ("2H", "1T", "defect")}
@@ -52,7 +48,7 @@ def test_phases_json_mixed_structure(tmp_path, capsys):
     del atoms[s_index]  # an S vacancy makes its 3 Mo neighbours defects
     path = tmp_path / "vacancy.xyz"
     atoms.write(path, format="extxyz")
-    code, out, _ = run_cli(capsys, "cvd", "phases", path, "--json")
+    code, out, _ = cli(capsys, "cvd", "phases", path, "--json")
     assert code == 0
     assert json.loads(out) == {
         "n_mo": 16,
@@ -64,7 +60,7 @@ def test_phases_json_mixed_structure(tmp_path, capsys):
 def test_phases_text_output(tmp_path, capsys):
     path = tmp_path / "1T.extxyz"
     sheet("1T").write(path)
-    code, out, _ = run_cli(capsys, "cvd", "phases", path)
+    code, out, _ = cli(capsys, "cvd", "phases", path)
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0] == f"{path}: 16 Mo"
@@ -77,9 +73,9 @@ def test_phases_options(tmp_path, capsys):
     path = tmp_path / "2H.extxyz"
     sheet("2H").write(path)
     # With a cut-off below the Mo-S bond (2.43 A) no Mo has S neighbours: all defect.
-    code, out, _ = run_cli(capsys, "cvd", "phases", path, "--json", "--cutoff", "2.0")
+    code, out, _ = cli(capsys, "cvd", "phases", path, "--json", "--cutoff", "2.0")
     assert code == 0 and json.loads(out)["counts"]["defect"] == 16
-    code, out, _ = run_cli(capsys, "cvd", "phases", path, "--json", "--normal", "x")
+    code, out, _ = cli(capsys, "cvd", "phases", path, "--json", "--normal", "x")
     assert code == 0 and json.loads(out)["counts"]["defect"] == 16
 
 
@@ -94,7 +90,7 @@ def test_phases_options(tmp_path, capsys):
 def test_phases_errors_are_one_line(tmp_path, capsys, make, expected):
     path = tmp_path / "s.xyz"
     make(path)
-    code, out, err = run_cli(capsys, "cvd", "phases", path, "--json")
+    code, out, err = cli(capsys, "cvd", "phases", path, "--json")
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and out == ""
     assert lines[0].startswith("mapcvd: error: ") and expected in lines[0]
@@ -103,5 +99,5 @@ def test_phases_errors_are_one_line(tmp_path, capsys, make, expected):
 def test_phases_bad_option_is_one_line(tmp_path, capsys):
     path = tmp_path / "2H.extxyz"
     sheet("2H").write(path)
-    code, _, err = run_cli(capsys, "cvd", "phases", path, "--normal", "w")
+    code, _, err = cli(capsys, "cvd", "phases", path, "--normal", "w")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "layer normal" in err

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from mapcvd.cli import main
+from cli_helpers import assert_one_line_error, cli
+
 from mapcvd.cvd.paper_nade import load_paper_checkpoint, paper_checkpoint_path
 from mapcvd.cvd.ranges import PAPER_RANGES
 
@@ -36,21 +37,6 @@ def _reference_module():
     return module
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``mapcvd ARGS`` in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mapcvd: error:") and "Traceback" not in err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def write_csv(path: Path, rows, header: str = HEADER) -> Path:

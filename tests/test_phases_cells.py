@@ -17,7 +17,8 @@ from ase import Atoms
 from ase.build import make_supercell, mx2
 from scipy.spatial.transform import Rotation
 
-from mapcvd.cli import main
+from cli_helpers import cli
+
 from mapcvd.cvd.phases import MO_S_CUTOFF, PHASES, classify_mo
 from mapcvd.cvd.species import find_molecules
 from mapcvd.errors import InputError
@@ -87,11 +88,6 @@ def two_far_s_vacancies(atoms: Atoms) -> tuple[Atoms, np.ndarray]:
     return out, new_index
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 # ------------------------------------------------------------ hexagonal cells
@@ -109,7 +105,7 @@ def test_hexagonal_sheet_is_pure_phase(kind):
 def test_cli_on_hexagonal_extxyz(tmp_path, capsys, kind):
     path = tmp_path / f"{kind}_hex.extxyz"
     hexagonal(kind, 6).write(path, format="extxyz")
-    code, out, err = run_cli(capsys, "cvd", "phases", path, "--json")
+    code, out, err = cli(capsys, "cvd", "phases", path, "--json")
     assert code == 0, err
     counts = {p: (36 if p == kind else 0) for p in PHASES}
     assert json.loads(out) == {"n_mo": 36, "counts": counts, "fractions": {p: n / 36 for p, n in counts.items()}}
