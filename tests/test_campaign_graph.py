@@ -156,6 +156,9 @@ def cli(*args, timeout=120):
     ("[map]\nminutes = -1\n", ["map.minutes", ">= 0.05"]),
     ("[cvd_learning]\nnade_encoder = 'wide'\n", ["cvd_learning.nade_encoder", "widths"]),
     ("[campaign]\nsite = 'threads'\n", ["threads site", "map.actors = 1"]),
+    ("[cvd_learning]\nsurrogate = 'papr'\n", ["cvd_learning.surrogate", "unknown surrogate"]),
+    ("[cvd_learning]\nreference_surrogate = 'store'\n", ["cvd_learning.reference_surrogate", "'none'"]),
+    ("[cvd_learning]\nreference_surrogate = 'mine.pt'\n", ["cvd_learning.reference_surrogate", "mine.pt"]),
 ])
 def test_bad_config_fails_before_any_work_naming_the_key(tmp_path, toml, words):
     cfg = tmp_path / "bad.toml"

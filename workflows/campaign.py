@@ -61,11 +61,14 @@ def check_campaign(config: dict) -> None:
     ------
     mapcvd.errors.MapcvdError
         A MAP table (:func:`~mapcvd.map.system.check_map_table`), a NEB setting, NADE
-        layer widths or a reactive-MD setting that does not work.
+        layer widths, a reactive-MD setting that does not work, or a surrogate name that
+        is none of store, paper, PATH.pt (a reference surrogate: not store, and its file
+        must exist).
     """
     from mapcvd.workflows.pathways import pathway_settings  # noqa: PLC0415
 
     from mapcvd.cvd.learning import parse_widths, rmd_settings  # noqa: PLC0415
+    from mapcvd.cvd.surrogates import surrogate_kind  # noqa: PLC0415
     from mapcvd.map.system import check_map_table  # noqa: PLC0415
 
     check_map_table(config["map"])
@@ -74,10 +77,12 @@ def check_campaign(config: dict) -> None:
     parse_widths(L["nade_encoder"], "cvd_learning.nade_encoder")
     parse_widths(L["nade_decoder"], "cvd_learning.nade_decoder")
     rmd_settings(config)
+    try:
+        surrogate_kind(L["surrogate"])
+    except InputError as exc:
+        raise ConfigError(f"cvd_learning.surrogate: {exc}") from None
     reference = L["reference_surrogate"]
     if reference != "none":
-        from mapcvd.cvd.surrogates import surrogate_kind  # noqa: PLC0415
-
         if surrogate_kind(reference) == "store":
             raise ConfigError("cvd_learning.reference_surrogate must be 'paper', a PATH.pt or 'none': the campaign "
                               "trains its agent on its own NADE-CVD ('store') anyway")
