@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mapcvd.dashboard_panels import fmt_duration, plain_lines, render
+from mapcvd.errors import one_line
 from mapcvd.map.progress import actor_logs
 from mapcvd.store import open_campaign, read_array_checkpoint, stage_statuses
 from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH, RunTable
@@ -72,10 +73,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _mean(values) -> float | None:
@@ -461,7 +458,7 @@ def collect(root, *, path: str | Path | None = None, now: float | None = None, h
         try:
             part = _read_part(reader, stages, root, snap, now, history)
         except Exception as exc:  # noqa: BLE001 - a live store may be caught mid-change: report, go on
-            _warn(snap, "warning", section, f"could not read {reader.__name__.strip('_')} now ({_one_line(exc)})")
+            _warn(snap, "warning", section, f"could not read {reader.__name__.strip('_')} now ({one_line(exc, 300)})")
             continue
         if part:
             snap.setdefault(section, {}).update(part)

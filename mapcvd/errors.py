@@ -6,6 +6,13 @@ non-zero, without a traceback.
 """
 
 
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """``Type: message`` of an exception on one line (whitespace folded), cut at ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return out if limit is None else out[:limit]
+
+
 class MapcvdError(Exception):
     """Base class of the errors that the command line reports as one line."""
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mapcvd.errors import one_line
 from mapcvd.timing import timed_app
 
 RunFn = Callable[[np.ndarray, dict, int], object]
@@ -70,11 +71,6 @@ def rmd_app(run_fn: RunFn, schedule: np.ndarray, cvd_table: dict, seed: int) -> 
     if dataclasses.is_dataclass(result):
         result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
     return {k: v for k, v in dict(result).items() if k != "frames"}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def run_rows(
@@ -163,7 +159,7 @@ def run_rows(
                 try:
                     data = check_result(fut.result(), S, k)
                 except Exception as exc:  # noqa: BLE001 - any failure of a run is recorded
-                    message = _one_line(exc)
+                    message = one_line(exc)
                     table.record_failure(row, message, seed=s, attempts=attempts)
                     if tries < retries:
                         event = "retry"

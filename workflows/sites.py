@@ -77,7 +77,7 @@ from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
 from parsl.launchers import MpiExecLauncher, SrunLauncher
 from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
 
-from mapcvd.errors import InputError
+from mapcvd.errors import InputError, one_line
 from mapcvd.workflows.parsl_runtime import run_parsl
 
 __all__ = [
@@ -598,12 +598,6 @@ def _known() -> str:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    """Return ``Type: message`` of an exception on one line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _load_site_file(path: Path) -> Callable[..., Config]:
     """Import a user's site file and return its ``fresh_config``.
 
@@ -630,7 +624,7 @@ def _load_site_file(path: Path) -> Callable[..., Config]:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - any failure of user code is bad input
-        raise InputError(f"site file {path} failed to load: {_one_line(exc)}") from exc
+        raise InputError(f"site file {path} failed to load: {one_line(exc)}") from exc
     factory = getattr(module, "fresh_config", None)
     if not callable(factory):
         raise InputError(f"site file {path} defines no fresh_config(**options); {_known()}")
@@ -678,7 +672,7 @@ def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Conf
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:
-        raise InputError(f"{where} does not accept these options: {_one_line(exc)}") from exc
+        raise InputError(f"{where} does not accept these options: {one_line(exc)}") from exc
     except ValueError:  # no signature available (builtins): let the call decide
         pass
     try:
@@ -686,7 +680,7 @@ def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Conf
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing user factory is bad input
-        raise InputError(f"{where} failed to build a config: {_one_line(exc)}") from exc
+        raise InputError(f"{where} failed to build a config: {one_line(exc)}") from exc
     if not isinstance(config, Config):
         raise InputError(
             f"{where}: fresh_config returned {type(config).__name__}, "
