@@ -91,26 +91,17 @@ def check_campaign(config: dict) -> None:
 
 
 def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | None = None):
-    """A fresh Parsl config for the campaign on ``site``.
+    """A fresh Parsl config for the campaign on ``site`` (:func:`~mapcvd.workflows.sites.workload_site`).
 
-    On ``local`` the learner gets its own executor (``"gpu"``, one worker) and
-    ``"cpu"`` has one worker per actor plus ``cvd_workers`` (default: the cores left
-    after the actors and the learner, at least one) for the CVD runs, evaluation and
-    NEB apps; on a small machine this oversubscribes the cores, on purpose. ``threads``
-    runs one app at a time on ``"cpu"`` (LAMMPS instances must not share a process)
-    and needs ``map.actors = 1``. Other sites are used as they are.
+    On ``local`` ``"cpu"`` has one worker per actor plus ``cvd_workers`` (default: the
+    cores left after the actors and the learner, at least one) for the CVD runs,
+    evaluation and NEB apps; on a small machine this oversubscribes the cores, on purpose.
     """
-    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
+    from mapcvd.workflows.sites import workload_site  # noqa: PLC0415
 
     actors = config["map"]["actors"]
-    if site == "local":
-        extra = cvd_workers if cvd_workers is not None else max(1, (os.cpu_count() or 1) - actors - 1)
-        return load_site(site, run_dir=run_dir, gpu=True, max_workers=actors + max(1, extra))
-    if site == "threads":
-        if actors > 1:
-            raise InputError("the threads site runs one LAMMPS at a time: set map.actors = 1 or use the local site")
-        return load_site(site, run_dir=run_dir, gpu=True, max_threads=1)
-    return load_site(site, run_dir=run_dir)
+    extra = cvd_workers if cvd_workers is not None else max(1, (os.cpu_count() or 1) - actors - 1)
+    return workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra))
 
 
 def _stored_episodes(group, path: str) -> int:

@@ -73,22 +73,12 @@ def stored_system(root, table: dict):
 
 # ------------------------------------------------------------------ driver
 def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True):
-    """A fresh Parsl config for MAP on ``site``.
+    """A fresh Parsl config for MAP on ``site``: a ``"cpu"`` worker per actor, at least one per core
+    (:func:`~mapcvd.workflows.sites.workload_site`)."""
+    from mapcvd.workflows.sites import workload_site  # noqa: PLC0415
 
-    On the built-in ``local`` site the learner gets its own executor (``"gpu"``, one
-    worker: a dedicated process, on the GPU when torch sees one) and the actors one
-    ``"cpu"`` worker each (at least one per core). ``threads`` runs at most one actor
-    (LAMMPS instances must not share a process). Other sites are used as they are.
-    """
-    from mapcvd.workflows.sites import load_site  # noqa: PLC0415
-
-    if site == "local":
-        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(actors, os.cpu_count() or 1))
-    if site == "threads":
-        if actors > 1:
-            raise InputError("the threads site runs one LAMMPS at a time: use --actors 1 or the local site")
-        return load_site(site, run_dir=run_dir, gpu=True, max_threads=1)
-    return load_site(site, run_dir=run_dir)
+    return workload_site(site, run_dir, actors=actors, workers=max(actors, os.cpu_count() or 1), gpu=gpu,
+                         actors_hint="--actors 1")
 
 
 def prepare_map(group, table: dict, structure: str | None = None):

@@ -38,16 +38,13 @@ same reason the ``"cpu"`` workers start with ``OMP_NUM_THREADS=1``, so that N wo
 do not each start N OpenMP or BLAS threads. The learner's executor ``"gpu"`` has one
 worker per GPU and keeps the default threading.
 
-``worker_init`` on clusters
----------------------------
-On a cluster the worker pools start on compute nodes in a fresh batch-job shell. The
-``worker_init`` string runs first in that shell: load the modules the environment
-needs and activate the Python environment in which ``mapcvd`` is installed, for
-example ``"module load gcc/12 openmpi; source /path/to/venv/bin/activate"``, so that
-``process_worker_pool.py``, ``mapcvd`` and LAMMPS are found there. Set
-``cores_per_node`` too: Parsl then asks Slurm for the cores explicitly and starts
-exactly that many workers, instead of guessing from what the node reports
-(hyper-threads included).
+Cluster sites
+-------------
+``slurm`` and ``pbs`` are built in :mod:`mapcvd.workflows.cluster_sites`; what to set
+on a real machine (partitions, ``cores_per_node``, the ``worker_init`` that loads
+modules and activates the environment on the compute node, walltime, ``address``) is
+explained beside a working example in ``configs/sites/slurm_example.py`` and
+``configs/sites/pbs_example.py``.
 
 Starting and stopping
 ---------------------
@@ -74,11 +71,22 @@ from typing import Callable
 
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
-from parsl.launchers import MpiExecLauncher, SrunLauncher
-from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
+from parsl.providers import LocalProvider
 
 from mapcvd.errors import InputError, one_line
+from mapcvd.workflows.cluster_sites import pbs_config, slurm_config
 from mapcvd.workflows.parsl_runtime import run_parsl
+from mapcvd.workflows.site_common import (
+    CPU,
+    EXECUTOR_LABELS,
+    GPU,
+    POLL_MS,
+    SINGLE_THREAD_INIT,
+    build_config,
+    cores,
+    interchange_cmd,
+    join_init,
+)
 
 __all__ = [
     "DEFAULT_SITE",
@@ -92,87 +100,13 @@ __all__ = [
     "site_names",
     "slurm_config",
     "threads_config",
+    "workload_site",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The executor labels that workflows target: ``"cpu"`` on every site, ``"gpu"``
-#: where the site has one (see :func:`has_gpu_executor`).
-EXECUTOR_LABELS: tuple[str, str] = ("cpu", "gpu")
-CPU, GPU = EXECUTOR_LABELS
-
 #: The site used when none is named.
 DEFAULT_SITE = "local"
-
-#: Shell lines run before every ``"cpu"`` worker pool: one thread per worker.
-_SINGLE_THREAD_INIT = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
-#: Milliseconds between the polls of Parsl's interchange and worker pools. Parsl's
-#: default, 10 ms, kept them busy: 1.2% of the laptop demo's CPU, 0.4% at 100 ms
-#: (benchmarks/campaign_overhead.py); mapcvd's tasks run seconds to hours, so 100 ms
-#: more latency per task costs nothing.
-POLL_MS = 100
-
-
-def _cores() -> int:
-    """Return the number of cores of this machine (at least 1)."""
-    return os.cpu_count() or 1
-
-
-def _interchange_cmd() -> list[str] | None:
-    """Return the command that starts the HighThroughputExecutor interchange.
-
-    Parsl runs ``interchange.py`` from ``PATH`` by default, which fails when the
-    environment is used without being activated (``/path/to/venv/bin/mapcvd``).
-    Run the script of this interpreter's environment with this interpreter instead.
-
-    Returns
-    -------
-    list of str or None
-        ``[sys.executable, ".../bin/interchange.py"]``, or None (Parsl's default)
-        when the script is not next to the interpreter.
-    """
-    script = os.path.join(os.path.dirname(sys.executable), "interchange.py")
-    return [sys.executable, script] if os.path.isfile(script) else None
-
-
-def _join_init(*parts: str | None) -> str:
-    """Join shell snippets with ``"; "``, skipping empty ones.
-
-    Parameters
-    ----------
-    *parts : str or None
-        Shell lines; ``None`` and blank strings are dropped.
-
-    Returns
-    -------
-    str
-        One line for a provider's ``worker_init``.
-    """
-    return "; ".join(p.strip().rstrip(";") for p in parts if p and p.strip())
-
-
-def _config(executors: list, run_dir: str | os.PathLike) -> Config:
-    """Build the :class:`~parsl.config.Config` shared by all sites.
-
-    Parameters
-    ----------
-    executors : list
-        The executors, one labelled ``"cpu"``.
-    run_dir : str or path-like
-        Parsl's run directory (logs, submit scripts, worker logs); made absolute so
-        that the worker pools of this run can be told apart from any other.
-
-    Returns
-    -------
-    parsl.config.Config
-        A fresh configuration, usage tracking off.
-    """
-    return Config(
-        executors=executors,
-        run_dir=os.path.abspath(os.fspath(run_dir)),
-        usage_tracking=0,
-    )
-
 
 def threads_config(
     *, run_dir: str | os.PathLike = "runinfo", max_threads: int | None = None, gpu: bool = False
@@ -199,10 +133,10 @@ def threads_config(
     LAMMPS instances must never run in two threads at once. Use this site to test the
     wiring of an app graph, and ``local`` to test that it really runs.
     """
-    executors = [ThreadPoolExecutor(label=CPU, max_threads=max_threads or _cores())]
+    executors = [ThreadPoolExecutor(label=CPU, max_threads=max_threads or cores())]
     if gpu:
         executors.append(ThreadPoolExecutor(label=GPU, max_threads=1))
-    return _config(executors, run_dir)
+    return build_config(executors, run_dir)
 
 
 def local_config(
@@ -244,21 +178,21 @@ def local_config(
     """
     bin_dir = os.path.dirname(sys.executable)
     env_init = f'export PATH="{bin_dir}:$PATH"'
-    workers = max_workers or _cores()
+    workers = max_workers or cores()
     executors = [
         HighThroughputExecutor(
             poll_period=POLL_MS,
             label=CPU,
-            interchange_launch_cmd=_interchange_cmd(),
+            interchange_launch_cmd=interchange_cmd(),
             address="127.0.0.1",
             # more workers than cores share them (HTEX would otherwise start one per core only)
-            cores_per_worker=1 if workers <= _cores() else _cores() / (workers + 0.5),
+            cores_per_worker=1 if workers <= cores() else cores() / (workers + 0.5),
             max_workers_per_node=workers,
             provider=LocalProvider(
                 init_blocks=1,
                 min_blocks=1,
                 max_blocks=1,
-                worker_init=_join_init(env_init, worker_init, _SINGLE_THREAD_INIT),
+                worker_init=join_init(env_init, worker_init, SINGLE_THREAD_INIT),
             ),
         )
     ]
@@ -267,7 +201,7 @@ def local_config(
             HighThroughputExecutor(
                 poll_period=POLL_MS,
                 label=GPU,
-                interchange_launch_cmd=_interchange_cmd(),
+                interchange_launch_cmd=interchange_cmd(),
                 address="127.0.0.1",
                 cores_per_worker=1,
                 max_workers_per_node=1,
@@ -275,286 +209,13 @@ def local_config(
                     init_blocks=1,
                     min_blocks=1,
                     max_blocks=1,
-                    worker_init=_join_init(env_init, worker_init),
+                    worker_init=join_init(env_init, worker_init),
                 ),
             )
         )
-    return _config(executors, run_dir)
+    return build_config(executors, run_dir)
 
 
-#: Block settings of a cluster's ``"cpu"`` executor (``max_blocks`` is an option).
-_CPU_BLOCKS = dict(init_blocks=1, min_blocks=0)
-#: Block settings of a cluster's ``"gpu"`` executor: one node, requested only when a
-#: GPU task waits.
-_GPU_BLOCKS = dict(nodes_per_block=1, init_blocks=0, min_blocks=0, max_blocks=1)
-
-
-def _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node) -> list:
-    """The ``"cpu"`` executor (one worker per core) and, with a GPU provider, ``"gpu"``.
-
-    Parameters
-    ----------
-    cpu_provider, gpu_provider : parsl.providers.base.ExecutionProvider
-        Providers of the two executors; ``gpu_provider`` None leaves ``"gpu"`` out.
-    address : str or None
-        Address of the submitting host that compute nodes can reach.
-    cores_per_node : int or None
-        Workers per CPU node (None: what the node reports).
-    gpus_per_node : int
-        GPUs of the GPU block; one worker per GPU.
-
-    Returns
-    -------
-    list of parsl.executors.HighThroughputExecutor
-    """
-    executors = [
-        HighThroughputExecutor(
-            poll_period=POLL_MS,
-            label=CPU,
-            interchange_launch_cmd=_interchange_cmd(),
-            address=address,
-            cores_per_worker=1,
-            max_workers_per_node=cores_per_node,
-            provider=cpu_provider,
-        )
-    ]
-    if gpu_provider is not None:
-        executors.append(
-            HighThroughputExecutor(
-                poll_period=POLL_MS,
-                label=GPU,
-                interchange_launch_cmd=_interchange_cmd(),
-                address=address,
-                available_accelerators=gpus_per_node,
-                max_workers_per_node=gpus_per_node,
-                provider=gpu_provider,
-            )
-        )
-    return executors
-
-
-def slurm_config(
-    *,
-    partition: str | None = None,
-    account: str | None = None,
-    walltime: str = "01:00:00",
-    nodes_per_block: int = 1,
-    max_blocks: int = 1,
-    worker_init: str = "",
-    cores_per_node: int | None = None,
-    scheduler_options: str = "",
-    gpu: bool = True,
-    gpu_partition: str | None = None,
-    gpus_per_node: int = 1,
-    gpu_cores_per_node: int | None = None,
-    gpu_walltime: str | None = None,
-    address: str | None = None,
-    run_dir: str | os.PathLike = "runinfo",
-) -> Config:
-    """Return a configuration for a Slurm cluster.
-
-    Parameters
-    ----------
-    partition : str, optional
-        Partition of the CPU blocks (the actors and MD runs).
-    account : str, optional
-        Account (allocation) charged, for both executors.
-    walltime : str, optional
-        Walltime of each block, ``"HH:MM:SS"``. A block that reaches it is killed
-        with its tasks: a running LAMMPS ``run`` cannot be interrupted, so leave room.
-    nodes_per_block : int, optional
-        Nodes per batch job of ``"cpu"``.
-    max_blocks : int, optional
-        Most batch jobs of ``"cpu"`` at a time.
-    worker_init : str, optional
-        Shell lines run on the compute node before the worker pool starts: load
-        modules and activate the environment, e.g.
-        ``"module load gcc openmpi; source /path/to/venv/bin/activate"``.
-    cores_per_node : int, optional
-        Physical cores per node: workers per node, and ``--cpus-per-task`` for the
-        pool. Default: what the node reports.
-    scheduler_options : str, optional
-        Extra ``#SBATCH`` lines for both executors (qos, constraint, ...).
-    gpu : bool, optional
-        Add the executor ``"gpu"``. Default True.
-    gpu_partition : str, optional
-        Partition of the GPU block. Default: ``partition``.
-    gpus_per_node : int, optional
-        GPUs of the GPU block; one worker per GPU.
-    gpu_cores_per_node : int, optional
-        Cores asked for with the GPU block (the learner's data loading). Default:
-        Slurm's default for one task.
-    gpu_walltime : str, optional
-        Walltime of the GPU block. Default: ``walltime``.
-    address : str, optional
-        Address of this (submitting) host that compute nodes can reach. Default:
-        Parsl tries all addresses of this host.
-    run_dir : str or path-like, optional
-        Parsl's run directory (submit scripts and logs land there).
-
-    Returns
-    -------
-    parsl.config.Config
-        ``"cpu"``: HighThroughputExecutor, SlurmProvider with SrunLauncher, exclusive
-        nodes, one worker per core. ``"gpu"``: HighThroughputExecutor with
-        ``available_accelerators=gpus_per_node``, one node, requested only when a GPU
-        task is waiting (``init_blocks=0``).
-
-    Notes
-    -----
-    Building this config submits nothing, but Parsl's SlurmProvider runs
-    ``sacct -X`` once to choose how it polls job status.
-    """
-    def srun(cores: int | None) -> SrunLauncher:
-        return SrunLauncher(overrides=f"--cpus-per-task={cores}" if cores else "")
-
-    common = dict(account=account, scheduler_options=scheduler_options)
-    cpu_provider = SlurmProvider(
-        partition=partition,
-        walltime=walltime,
-        nodes_per_block=nodes_per_block,
-        max_blocks=max_blocks,
-        cores_per_node=cores_per_node,
-        exclusive=True,
-        worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
-        launcher=srun(cores_per_node),
-        **_CPU_BLOCKS,
-        **common,
-    )
-    gpu_provider = None
-    if gpu:
-        gpu_provider = SlurmProvider(
-            partition=gpu_partition or partition,
-            walltime=gpu_walltime or walltime,
-            gpus_per_node=gpus_per_node,
-            cores_per_node=gpu_cores_per_node,
-            exclusive=False,
-            worker_init=worker_init,
-            launcher=srun(gpu_cores_per_node),
-            **_GPU_BLOCKS,
-            **common,
-        )
-    executors = _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
-    return _config(executors, run_dir)
-
-
-def pbs_config(
-    *,
-    partition: str | None = None,
-    account: str | None = None,
-    walltime: str = "01:00:00",
-    nodes_per_block: int = 1,
-    max_blocks: int = 1,
-    worker_init: str = "",
-    cores_per_node: int | None = None,
-    scheduler_options: str = "",
-    select_options: str = "",
-    mpiexec_bind_cmd: str = "--bind-to",
-    mpiexec_overrides: str = "--ppn 1",
-    gpu: bool = True,
-    gpu_partition: str | None = None,
-    gpus_per_node: int = 1,
-    gpu_cores_per_node: int | None = None,
-    gpu_walltime: str | None = None,
-    address: str | None = None,
-    run_dir: str | os.PathLike = "runinfo",
-) -> Config:
-    """Return a configuration for a PBS Pro cluster.
-
-    The options mirror :func:`slurm_config`, so that one set fits both; PBS calls a
-    partition a queue.
-
-    Parameters
-    ----------
-    partition : str, optional
-        Queue of the CPU blocks (``#PBS -q``).
-    account : str, optional
-        Project charged (``#PBS -A``), for both executors.
-    walltime : str, optional
-        Walltime of each block, ``"HH:MM:SS"``. A block that reaches it is killed
-        with its tasks: a running LAMMPS ``run`` cannot be interrupted, so leave room.
-    nodes_per_block : int, optional
-        Nodes per batch job of ``"cpu"``.
-    max_blocks : int, optional
-        Most batch jobs of ``"cpu"`` at a time.
-    worker_init : str, optional
-        Shell lines run on the compute node before the worker pool starts: load
-        modules and activate the environment, e.g.
-        ``"module load cray-python; source /path/to/venv/bin/activate"``.
-    cores_per_node : int, optional
-        Cores per node: ``ncpus`` of the select statement and workers per node. Set
-        it: PBS gives a job only the ``ncpus`` it asks for, and without it Parsl
-        asks for ``ncpus=1``.
-    scheduler_options : str, optional
-        Extra ``#PBS`` lines for both executors (e.g. ``"#PBS -l filesystems=home"``).
-    select_options : str, optional
-        Appended to ``#PBS -l select=N:ncpus=C`` of the CPU blocks.
-    mpiexec_bind_cmd : str, optional
-        The ``mpiexec`` flag that is given ``none`` to switch off binding of the
-        worker pool: ``"--bind-to"`` (MPICH, Open MPI) or ``"--cpu-bind"`` (Cray PALS).
-    mpiexec_overrides : str, optional
-        Extra ``mpiexec`` arguments that start one worker pool per node. The default
-        ``"--ppn 1"`` suits MPICH and Cray PALS; with Open MPI use
-        ``"--map-by ppr:1:node"``.
-    gpu : bool, optional
-        Add the executor ``"gpu"``. Default True.
-    gpu_partition : str, optional
-        Queue of the GPU block. Default: ``partition``.
-    gpus_per_node : int, optional
-        GPUs of the GPU block (``ngpus=`` in its select statement); one worker per GPU.
-    gpu_cores_per_node : int, optional
-        ``ncpus`` of the GPU block. Default: ``cores_per_node``, else 1.
-    gpu_walltime : str, optional
-        Walltime of the GPU block. Default: ``walltime``.
-    address : str, optional
-        Address of this host that compute nodes can reach. Default: Parsl tries all
-        addresses of this host.
-    run_dir : str or path-like, optional
-        Parsl's run directory (submit scripts and logs land there).
-
-    Returns
-    -------
-    parsl.config.Config
-        ``"cpu"``: HighThroughputExecutor, PBSProProvider with MpiExecLauncher, one
-        worker per core. ``"gpu"``: HighThroughputExecutor with
-        ``available_accelerators=gpus_per_node``, one node, requested only when a GPU
-        task is waiting (``init_blocks=0``).
-    """
-    if cores_per_node is None:
-        logger.warning("pbs site without cores_per_node: each node is requested with ncpus=1")
-    def mpiexec() -> MpiExecLauncher:
-        return MpiExecLauncher(bind_cmd=mpiexec_bind_cmd, overrides=mpiexec_overrides)
-
-    common = dict(account=account, scheduler_options=scheduler_options)
-    cpu_provider = PBSProProvider(
-        queue=partition,
-        walltime=walltime,
-        nodes_per_block=nodes_per_block,
-        max_blocks=max_blocks,
-        cpus_per_node=cores_per_node or 1,
-        select_options=select_options,
-        worker_init=_join_init(worker_init, _SINGLE_THREAD_INIT),
-        launcher=mpiexec(),
-        **_CPU_BLOCKS,
-        **common,
-    )
-    gpu_provider = None
-    if gpu:
-        gpu_provider = PBSProProvider(
-            queue=gpu_partition or partition,
-            walltime=gpu_walltime or walltime,
-            cpus_per_node=gpu_cores_per_node or cores_per_node or 1,
-            select_options=f"ngpus={gpus_per_node}",
-            worker_init=worker_init,
-            launcher=mpiexec(),
-            **_GPU_BLOCKS,
-            **common,
-        )
-    executors = _cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
-    return _config(executors, run_dir)
-
-
-#: Site name -> factory ``fresh_config(**options) -> Config``.
 SITES: dict[str, Callable[..., Config]] = {
     "threads": threads_config,
     "local": local_config,
@@ -572,6 +233,26 @@ def site_names() -> list[str]:
         ``["local", "threads", "slurm", "pbs"]``.
     """
     return [DEFAULT_SITE] + [name for name in SITES if name != DEFAULT_SITE]
+
+
+def workload_site(site: str, run_dir: str, *, actors: int, workers: int, gpu: bool = True,
+                  actors_hint: str = "map.actors = 1") -> Config:
+    """A fresh Parsl config for ``actors`` MAP actors (and other apps) on ``site``.
+
+    On the built-in ``local`` site the learner gets its own executor (``"gpu"``, one
+    worker: a dedicated process, on the GPU when torch sees one) when ``gpu``, and
+    ``"cpu"`` has ``workers`` workers (callers ask for at least one per actor; more than
+    the cores oversubscribes them, on purpose on a small machine). ``threads`` runs one
+    app at a time (LAMMPS instances must not share a process) and refuses more than one
+    actor, naming ``actors_hint`` as the fix. Other sites are used as they are.
+    """
+    if site == "local":
+        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(int(workers), int(actors), 1))
+    if site == "threads":
+        if actors > 1:
+            raise InputError(f"the threads site runs one LAMMPS at a time: set {actors_hint} or use the local site")
+        return load_site(site, run_dir=run_dir, gpu=True, max_threads=1)
+    return load_site(site, run_dir=run_dir)
 
 
 def has_gpu_executor(config: Config) -> bool:
