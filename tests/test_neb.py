@@ -1,4 +1,4 @@
-"""Climbing-image NEB (mapcvd.map.neb) against independent references, and the ``mapcvd neb`` command."""
+"""Climbing-image NEB (mapcvd.pathways.neb) against independent references, and the ``mapcvd neb`` command."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 
 from mapcvd.errors import InputError
-from mapcvd.map.neb import (
+from mapcvd.pathways.neb import (
     NebSettings,
     align_final,
     check_endpoints,

@@ -5,8 +5,8 @@ MAP (Chen et al., seed 000) refines a learned pathway piecewise: its energy prof
 minimum -> maximum -> minimum, the maxima found as peaks of the profile
 (:func:`scipy.signal.find_peaks`, with a prominence so that thermal noise is not cut);
 each segment is refined by a climbing-image NEB between its two minima
-(:mod:`mapcvd.map.neb`) and the refined barriers give the pathway's time by
-transition-state theory (:mod:`mapcvd.map.tst`).
+(:mod:`mapcvd.pathways.neb`) and the refined barriers give the pathway's time by
+transition-state theory (:mod:`mapcvd.pathways.tst`).
 
 Everything here is plain numpy on arrays read from the store; the NEB runs in the
 workflow's apps (``workflows/pathways.py``).
@@ -20,7 +20,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from mapcvd.errors import InputError
-from mapcvd.map.tst import time_over_distance, tst_time
+from mapcvd.pathways.tst import time_over_distance, tst_time
 from mapcvd.store.episodes import EpisodeLog, episode_logs
 
 #: Parents of the episode logs that pathways are taken from (evaluation first).

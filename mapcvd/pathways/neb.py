@@ -17,7 +17,7 @@ Two drivers relax the band; both start from the same endpoints and the same band
     ``parallel=True``: ASE then runs images in threads, and LAMMPS is not thread-safe.
 ``"lammps"``
     LAMMPS's own ``neb`` command, one partition (process) per image, started as
-    ``mpiexec -np K lmp -partition Kx1`` (:mod:`mapcvd.map.neb_lammps`).
+    ``mpiexec -np K lmp -partition Kx1`` (:mod:`mapcvd.pathways.neb_lammps`).
 
 ``benchmarks/pneb_parallel.py`` times both on the same endpoints; the faster is the
 default (:data:`DEFAULT_DRIVER`). Measured on a 2-core machine: an Al adatom hop (eam,
@@ -366,7 +366,7 @@ def run_neb(initial: Atoms, final: Atoms, *, potential: Potential | None = None,
             end.positions = align_final(start.positions, end.positions, np.diag(start.cell[:]), start.pbc)
         band = initial_band(start.positions, end.positions, settings.images, guide)
         if settings.driver == "lammps":
-            from mapcvd.map.neb_lammps import relax_band_lammps  # noqa: PLC0415
+            from mapcvd.pathways.neb_lammps import relax_band_lammps  # noqa: PLC0415
 
             positions, converged, steps = relax_band_lammps(start, band, potential, settings, workdir=workdir)
         else:

@@ -1,6 +1,6 @@
 """LAMMPS's own ``neb`` command as a band driver: one partition (MPI process) per image.
 
-The band of :func:`mapcvd.map.neb.run_neb` is written as a data file (the first image)
+The band of :func:`mapcvd.pathways.neb.run_neb` is written as a data file (the first image)
 and one coordinate file per other image, then relaxed by
 
     mpiexec -np K lmp -partition Kx1 -in in.neb
@@ -150,7 +150,7 @@ def relax_band_lammps(template: Atoms, band: np.ndarray, potential: Potential, s
     potential
         The LAMMPS potential.
     settings
-        :class:`~mapcvd.map.neb.NebSettings`.
+        :class:`~mapcvd.pathways.neb.NebSettings`.
     workdir
         Folder for the inputs, logs and dumps (kept); a temporary one by default.
     timeout
@@ -178,7 +178,7 @@ def relax_band_lammps(template: Atoms, band: np.ndarray, potential: Potential, s
         lengths = np.diag(np.asarray(template.cell[:]))
         pbc = np.asarray(template.pbc, dtype=bool)
         positions = np.array([_read_dump(folder / f"image.{u}.dump", lengths, pbc) for u in range(1, k + 1)])
-    from mapcvd.map.neb import align_final  # noqa: PLC0415
+    from mapcvd.pathways.neb import align_final  # noqa: PLC0415
 
     positions = np.array([align_final(band[0], p, lengths, pbc) for p in positions])
     # each stage stops early only at the force tolerance

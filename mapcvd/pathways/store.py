@@ -33,7 +33,7 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
-from mapcvd.map.pathways import PATHWAYS_PATH
+from mapcvd.pathways.segments import PATHWAYS_PATH
 
 PATHWAY_KIND = "mapcvd-pathway"
 _SEGMENT_ARRAYS = ("energies", "coordinate", "positions")
