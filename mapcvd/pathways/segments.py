@@ -162,17 +162,3 @@ def stitch(segments: list[dict]) -> dict[str, np.ndarray]:
     return {"energy": np.concatenate(energy), "coordinate": np.concatenate(coordinate),
             "segment": np.concatenate(owner), "ts": np.maximum(ts_index, 0)}
 
-
-def nearest_atom(positions: np.ndarray, center: int, candidates: np.ndarray, cell_lengths, pbc) -> tuple[int, float]:
-    """Index of the candidate atom nearest to atom ``center`` (minimum image), and the distance (A)."""
-    candidates = np.asarray(candidates, dtype=int)
-    candidates = candidates[candidates != center]
-    if candidates.size == 0:
-        return -1, float("nan")
-    lengths = np.where(np.asarray(pbc, dtype=bool), np.asarray(cell_lengths, dtype=float), 0.0)
-    delta = positions[candidates] - positions[center]
-    safe = np.where(lengths > 0, lengths, 1.0)
-    delta -= np.where(lengths > 0, np.round(delta / safe) * lengths, 0.0)
-    distances = np.linalg.norm(delta, axis=1)
-    k = int(np.argmin(distances))
-    return int(candidates[k]), float(distances[k])
