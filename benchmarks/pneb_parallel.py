@@ -37,9 +37,9 @@ def _drag_store(root_dir: Path, actions: int):
     """A store with the packaged silica + water and its straight drag along +x (the baseline log)."""
     from mapcvd.config import defaults, validate
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
-    from mapcvd.pathways.segments import BASELINE_LOG
     from mapcvd.map.system import build_system
     from mapcvd.md.structures import read_structure
+    from mapcvd.pathways.store import BASELINE_LOG
     from mapcvd.store import create_campaign
     from mapcvd.store.atoms import write_atoms
     from mapcvd.store.episodes import EpisodeWriter
@@ -64,8 +64,8 @@ def _drag_store(root_dir: Path, actions: int):
 
 def _segments(system, frames, step_energies, wanted: int) -> list[tuple[int, int]]:
     """``wanted`` (start, end) frame pairs: the profile's segments, else consecutive windows of the drag."""
-    from mapcvd.pathways.segments import profile_of, segment_profile
     from mapcvd.md.engine import Engine
+    from mapcvd.pathways.segments import profile_of, segment_profile
 
     with Engine(system.atoms, system.potential) as engine:
         engine.set_positions(frames[0])
@@ -83,7 +83,7 @@ def bench_parallel(path, config, pairs, settings: dict, workers: int) -> dict:
     import parsl
     from mapcvd.workflows.sites import load_site, run_parsl
 
-    from mapcvd.pathways.segments import BASELINE_LOG
+    from mapcvd.pathways.store import BASELINE_LOG
 
     table = config["map"]
     with run_parsl(load_site("local", run_dir=str(Path(path).parent / "runinfo"), gpu=False,

@@ -22,9 +22,9 @@ from mapcvd.config import defaults, validate
 from mapcvd.errors import InputError
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
 from mapcvd.map.evaluate import evaluation_log_path
-from mapcvd.pathways.store import begin_pathway, read_pathway, read_ranking, write_segment
-from mapcvd.pathways.segments import Segment, profile_of, segment_profile, stitch
 from mapcvd.map.system import build_system
+from mapcvd.pathways.segments import Segment, profile_of, segment_profile, stitch
+from mapcvd.pathways.store import begin_pathway, read_pathway, read_ranking, write_segment
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
 from mapcvd.store.atoms import write_atoms
 from mapcvd.store.episodes import EpisodeWriter

@@ -31,24 +31,17 @@ from concurrent.futures import as_completed
 import numpy as np
 
 from mapcvd.errors import InputError
-from mapcvd.timing import timed_app
 from mapcvd.pathways.neb import NebSettings
+from mapcvd.pathways.segments import pathway_time, profile_of, segment_profile, stitch
+from mapcvd.pathways.sources import EpisodeRef, candidate_episodes, episode_label
 from mapcvd.pathways.store import (
+    BASELINE_LOG,
     begin_pathway,
     finish_pathway,
     write_ranking,
     write_segment,
 )
-from mapcvd.pathways.segments import (
-    BASELINE_LOG,
-    EpisodeRef,
-    candidate_episodes,
-    episode_label,
-    pathway_time,
-    profile_of,
-    segment_profile,
-    stitch,
-)
+from mapcvd.timing import timed_app
 
 
 # ----------------------------------------------------------------- the apps

@@ -8,8 +8,9 @@ each segment is refined by a climbing-image NEB between its two minima
 (:mod:`mapcvd.pathways.neb`) and the refined barriers give the pathway's time by
 transition-state theory (:mod:`mapcvd.pathways.tst`).
 
-Everything here is plain numpy on arrays read from the store; the NEB runs in the
-workflow's apps (``workflows/pathways.py``).
+Everything here is plain numpy on arrays read from the store (the episodes are chosen
+by :mod:`mapcvd.pathways.sources`); the NEB runs in the workflow's apps
+(``workflows/pathways.py``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,6 @@ from scipy.signal import find_peaks
 
 from mapcvd.errors import InputError
 from mapcvd.pathways.tst import time_over_distance, tst_time
-from mapcvd.store.episodes import EpisodeLog, episode_logs
-
-#: Parents of the episode logs that pathways are taken from (evaluation first).
-SOURCE_PARENTS = ("map/evaluation", "map/episodes")
-#: Group of the refined pathways.
-PATHWAYS_PATH = "map/pathways"
-#: Episode log of the straight-drag baseline (written by the pathways driver).
-BASELINE_LOG = f"{PATHWAYS_PATH}/baseline_log"
-BASELINE_LABEL = "baseline"
 
 
 @dataclass(frozen=True)
@@ -91,41 +83,6 @@ def pathway_time(barriers_eV, length_A: float, temperature_K: float, distance_A:
     time_s = tst_time(barriers_eV, temperature_K)
     scaled = time_over_distance(time_s, length_A, distance_A) if length_A > 0 else float("nan")
     return time_s, scaled
-
-
-# ------------------------------------------------------------------ sources
-@dataclass(frozen=True)
-class EpisodeRef:
-    """An episode with stored frames: its log, index, label and length along the goal axis."""
-
-    log: str
-    episode: int
-    label: str
-    length_A: float
-    actions: int
-
-
-def episode_label(log_path: str, episode: int) -> str:
-    """A short label: ``greedy_e0003`` (evaluation), ``actor_000_e0012`` (training), ``baseline``."""
-    if log_path == BASELINE_LOG:
-        return BASELINE_LABEL
-    return f"{log_path.rsplit('/', 1)[-1]}_e{int(episode):04d}"
-
-
-def candidate_episodes(root, min_length_A: float = 1.0) -> list[EpisodeRef]:
-    """Episodes of the evaluation and training logs that store frames and advance at least ``min_length_A``."""
-    refs = []
-    for parent in SOURCE_PARENTS:
-        for path in episode_logs(root, parent):
-            log = EpisodeLog(root, path)
-            if not log.group.attrs.get("frames") or len(log) == 0:
-                continue
-            summary = log.summary()
-            for k in range(len(log)):
-                length, actions = float(summary["progress_A"][k]), int(summary["actions"][k])
-                if length >= min_length_A and actions >= 2 and not summary["failed"][k]:
-                    refs.append(EpisodeRef(path, k, episode_label(path, k), length, actions))
-    return refs
 
 
 # ------------------------------------------------------------------ refined profiles
