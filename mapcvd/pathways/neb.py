@@ -14,7 +14,8 @@ Two drivers relax the band; both start from the same endpoints and the same band
     :class:`ase.mep.NEB` (improved tangent, climbing image) optimised by FIRE or BFGS,
     every image evaluated in turn by one LAMMPS instance of this process through
     :class:`~mapcvd.md.calculator.EngineCalculator` (any ASE calculator works too,
-    e.g. EMT in tests). Never ``parallel=True``: ASE then runs images in threads, and LAMMPS is not thread-safe.
+    e.g. EMT in tests). Never ``parallel=True``: ASE then runs images in threads,
+    and LAMMPS is not thread-safe.
 ``"lammps"``
     LAMMPS's own ``neb`` command, one partition (process) per image, started as
     ``mpiexec -np K lmp -partition Kx1`` (:mod:`mapcvd.pathways.neb_lammps`).

@@ -38,6 +38,7 @@ from mapcvd.errors import StoreError
 PATHWAYS_PATH = "map/pathways"
 #: Episode log of the straight-drag baseline (written by the pathways driver).
 BASELINE_LOG = f"{PATHWAYS_PATH}/baseline_log"
+
 PATHWAY_KIND = "mapcvd-pathway"
 _SEGMENT_ARRAYS = ("energies", "coordinate", "positions")
 PATHWAYS_KIND = "mapcvd-pathways"
