@@ -15,7 +15,7 @@ Prints:
    (``driver="lammps"``, ``mpiexec -np K lmp -partition Kx1``): (a) an Al adatom hop
    on Al(100) with LAMMPS ``eam`` run to convergence (fmax 0.02 eV/A); (b) one ReaxFF
    segment of the drag, a fixed number of steps (time per step, and the band quality
-   reached). The faster is :data:`mapcvd.map.neb.DEFAULT_DRIVER`.
+   reached). The faster is :data:`mapcvd.pathways.neb.DEFAULT_DRIVER`.
 
 Usage: ``python benchmarks/pneb_parallel.py [--segments K] [--steps 60] [--images 5] [--skip-drivers]``
 
@@ -37,9 +37,9 @@ def _drag_store(root_dir: Path, actions: int):
     """A store with the packaged silica + water and its straight drag along +x (the baseline log)."""
     from mapcvd.config import defaults, validate
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
-    from mapcvd.map.pathways import BASELINE_LOG
     from mapcvd.map.system import build_system
     from mapcvd.md.structures import read_structure
+    from mapcvd.pathways.store import BASELINE_LOG
     from mapcvd.store import create_campaign
     from mapcvd.store.atoms import write_atoms
     from mapcvd.store.episodes import EpisodeWriter
@@ -64,8 +64,8 @@ def _drag_store(root_dir: Path, actions: int):
 
 def _segments(system, frames, step_energies, wanted: int) -> list[tuple[int, int]]:
     """``wanted`` (start, end) frame pairs: the profile's segments, else consecutive windows of the drag."""
-    from mapcvd.map.pathways import profile_of, segment_profile
     from mapcvd.md.engine import Engine
+    from mapcvd.pathways.segments import profile_of, segment_profile
 
     with Engine(system.atoms, system.potential) as engine:
         engine.set_positions(frames[0])
@@ -83,7 +83,7 @@ def bench_parallel(path, config, pairs, settings: dict, workers: int) -> dict:
     import parsl
     from mapcvd.workflows.sites import load_site, run_parsl
 
-    from mapcvd.map.pathways import BASELINE_LOG
+    from mapcvd.pathways.store import BASELINE_LOG
 
     table = config["map"]
     with run_parsl(load_site("local", run_dir=str(Path(path).parent / "runinfo"), gpu=False,
@@ -139,7 +139,7 @@ def _al_hop():
 
 
 def bench_drivers(system, frames, pair, steps: int, images: int) -> list[dict]:
-    from mapcvd.map.neb import NebSettings, minimize_structure, run_neb
+    from mapcvd.pathways.neb import NebSettings, minimize_structure, run_neb
 
     rows = []
     initial, final, potential = _al_hop()

@@ -17,7 +17,7 @@ that runs elsewhere: on another node, in a batch job, or one that has finished.
 Store paths read here (each written by one process, see :mod:`mapcvd.store.campaign`):
 ``map/episodes/actor_*`` and ``map/learner/metrics`` (:mod:`mapcvd.map.progress`),
 ``map/evaluation/*`` (episode logs), ``map/pathways`` (NEB segments,
-:mod:`mapcvd.map.pathway_store`), ``cvd/dataset`` and ``cvd/validation``
+:mod:`mapcvd.pathways.store`), ``cvd/dataset`` and ``cvd/validation``
 (:class:`~mapcvd.store.cvd_dataset.RunTable`), ``cvd/nade/results`` and
 ``cvd/agent/results`` (array checkpoints of ``mapcvd cvd nade|agent``).
 """

@@ -5,7 +5,7 @@ still running. What the store holds decides what the page shows:
 
 * MAP: training curves of the actors (:func:`mapcvd.map.plots.plot_training_curves`),
   greedy vs random evaluation, the refined pathways and their TST times with their
-  profiles (:func:`mapcvd.map.pathway_report.write_report`);
+  profiles (:func:`mapcvd.pathways.report.write_report`);
 * CVD: NADE-CVD loss and held-out predictions, the agent's learning curve and best
   schedules, and the reactive-MD validation (:mod:`mapcvd.cvd.plots`).
 
@@ -63,7 +63,7 @@ def report_summary(root) -> dict:
     """
     from mapcvd.cvd.learning import NADE_WEIGHTS, agent_paths, jsonable  # noqa: PLC0415
     from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
-    from mapcvd.map.pathway_store import read_ranking  # noqa: PLC0415
+    from mapcvd.pathways.store import read_ranking  # noqa: PLC0415
     from mapcvd.store import stage_statuses  # noqa: PLC0415
     from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
@@ -112,7 +112,7 @@ def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
     from mapcvd.cvd import plots as cvd_plots  # noqa: PLC0415
     from mapcvd.cvd.learning import NADE_RESULTS, agent_paths  # noqa: PLC0415
     from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
-    from mapcvd.map.pathway_report import write_report  # noqa: PLC0415
+    from mapcvd.pathways.report import write_report  # noqa: PLC0415
     from mapcvd.map.plots import PANELS, plot_training_curves  # noqa: PLC0415
     from mapcvd.map.progress import actor_logs, episodes_by_epoch  # noqa: PLC0415
     from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH  # noqa: PLC0415

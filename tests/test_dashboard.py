@@ -79,7 +79,7 @@ def map_store(path):
 
 
 def add_pathways(root):
-    from mapcvd.map.pathway_store import begin_pathway, write_ranking, write_segment
+    from mapcvd.pathways.store import begin_pathway, write_ranking, write_segment
 
     set_stage_status(root, "map_paths", "running")
     seg = {"energies": np.zeros(3), "coordinate": np.arange(3.0), "positions": np.zeros((3, 2, 3)),

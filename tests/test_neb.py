@@ -1,4 +1,4 @@
-"""Climbing-image NEB (mapcvd.map.neb) against independent references, and the ``mapcvd neb`` command."""
+"""Climbing-image NEB (mapcvd.pathways.neb) against independent references, and the ``mapcvd neb`` command."""
 
 import json
 import os
@@ -13,16 +13,10 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 
 from mapcvd.errors import InputError
-from mapcvd.map.neb import (
-    NebSettings,
-    align_final,
-    check_endpoints,
-    initial_band,
-    minimize_structure,
-    run_neb,
-)
 from mapcvd.md.lammps_loader import lammps_module, potentials_dir
 from mapcvd.md.potentials import lammps_commands
+from mapcvd.pathways.band import align_final, check_endpoints, initial_band
+from mapcvd.pathways.neb import NebSettings, minimize_structure, run_neb
 
 EAM = ("pair_style eam", f"pair_coeff * * {potentials_dir() / 'Al_jnp.eam'}")
 

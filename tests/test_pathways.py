@@ -1,4 +1,4 @@
-"""Pathway segmentation (mapcvd.map.pathways) and ``mapcvd map paths`` on a stored episode.
+"""Pathway segmentation (mapcvd.pathways.segments) and ``mapcvd map paths`` on a stored episode.
 
 The end-to-end test uses a cheap stand-in for ReaxFF: an interstitial (He) dragged
 along +x through a Lennard-Jones fcc crystal, whose profile has one barrier per half
@@ -22,9 +22,9 @@ from mapcvd.config import defaults, validate
 from mapcvd.errors import InputError
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
 from mapcvd.map.evaluate import evaluation_log_path
-from mapcvd.map.pathway_store import begin_pathway, read_pathway, read_ranking, write_segment
-from mapcvd.map.pathways import Segment, profile_of, segment_profile, stitch
 from mapcvd.map.system import build_system
+from mapcvd.pathways.segments import Segment, profile_of, segment_profile, stitch
+from mapcvd.pathways.store import begin_pathway, read_pathway, read_ranking, write_segment
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
 from mapcvd.store.atoms import write_atoms
 from mapcvd.store.episodes import EpisodeWriter

@@ -1,4 +1,4 @@
-"""Transition-state theory times (mapcvd.map.tst) and the ``mapcvd tst`` command."""
+"""Transition-state theory times (mapcvd.pathways.tst) and the ``mapcvd tst`` command."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mapcvd.errors import InputError
-from mapcvd.map.tst import attempt_time, parse_temperature, time_over_distance, tst_time
+from mapcvd.pathways.tst import attempt_time, parse_temperature, time_over_distance, tst_time
 
 
 def mapcvd(*args, timeout=60):

@@ -10,12 +10,12 @@ transition-state theory. Here:
    stores it as an episode log;
 2. one app per episode log computes the energy of each candidate episode's frame 0
    (the step energies are stored already), so the driver can build each profile,
-   segment it (:func:`mapcvd.map.pathways.segment_profile`) and preselect the ``top``
+   segment it (:func:`mapcvd.pathways.segments.segment_profile`) and preselect the ``top``
    episodes by their raw-profile time;
 3. one app per segment of those episodes (and of the baseline) runs the NEB, all at
    once on the ``"cpu"`` executor; the driver stores each result as it arrives, then
    each pathway's stitched profile and times, then the ranking
-   (:mod:`mapcvd.map.pathway_store`).
+   (:mod:`mapcvd.pathways.store`).
 
 Apps only read the store and return arrays; the driver is the only writer. App
 functions live in this installed module and import LAMMPS inside.
@@ -31,24 +31,17 @@ from concurrent.futures import as_completed
 import numpy as np
 
 from mapcvd.errors import InputError
-from mapcvd.timing import timed_app
-from mapcvd.map.neb import NebSettings
-from mapcvd.map.pathway_store import (
+from mapcvd.pathways.neb import NebSettings
+from mapcvd.pathways.segments import pathway_time, profile_of, segment_profile, stitch
+from mapcvd.pathways.sources import EpisodeRef, candidate_episodes, episode_label
+from mapcvd.pathways.store import (
+    BASELINE_LOG,
     begin_pathway,
     finish_pathway,
     write_ranking,
     write_segment,
 )
-from mapcvd.map.pathways import (
-    BASELINE_LOG,
-    EpisodeRef,
-    candidate_episodes,
-    episode_label,
-    pathway_time,
-    profile_of,
-    segment_profile,
-    stitch,
-)
+from mapcvd.timing import timed_app
 
 
 # ----------------------------------------------------------------- the apps
@@ -100,9 +93,9 @@ def segment_task(store_path: str, table: dict, log_path: str, episode: int, star
     -------
     dict
         ``energies``, ``positions``, ``coordinate`` (guided atom along the goal axis),
-        and the figures of :meth:`mapcvd.map.neb.NebResult.summary`.
+        and the figures of :meth:`mapcvd.pathways.neb.NebResult.summary`.
     """
-    from mapcvd.map.neb import NebSettings, run_neb  # noqa: PLC0415
+    from mapcvd.pathways.neb import NebSettings, run_neb  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
 
@@ -126,7 +119,7 @@ def pathway_settings(table: dict) -> dict:
     -------
     dict
         ``top``, ``temperature_K``, ``distance_A``, ``prominence`` and ``neb_settings``
-        (checked by :class:`~mapcvd.map.neb.NebSettings`).
+        (checked by :class:`~mapcvd.pathways.neb.NebSettings`).
     """
     neb_settings = {"images": table["neb_images"], "climb": table["neb_climb"], "fmax": table["neb_fmax_eV_A"],
                     "max_steps": table["neb_max_steps"], "spring": table["neb_spring_eV_A2"],
@@ -202,7 +195,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     prominence
         Smallest prominence (eV) of a profile maximum that makes a segment.
     neb_settings
-        Keyword arguments of :class:`mapcvd.map.neb.NebSettings`.
+        Keyword arguments of :class:`mapcvd.pathways.neb.NebSettings`.
     baseline
         Also refine the straight drag along the goal axis.
     min_length_A

@@ -87,8 +87,8 @@ def _map_defaults() -> dict:
 def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb, fmax, max_steps, spring, driver,
         no_minimize, out_dir, json_file):
     """Climbing-image NEB between the structures INITIAL and FINAL (same atoms, same order)."""
-    from mapcvd.map.neb import NebSettings, check_endpoints, run_neb  # noqa: PLC0415
-    from mapcvd.map.neb_output import write_neb_files  # noqa: PLC0415
+    from mapcvd.pathways.neb import NebSettings, check_endpoints, run_neb  # noqa: PLC0415
+    from mapcvd.pathways.neb_output import write_neb_files  # noqa: PLC0415
     from mapcvd.md.structures import read_structure  # noqa: PLC0415
 
     first, last = read_structure(initial), read_structure(final)
@@ -131,7 +131,7 @@ def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb,
 @click.option("--json", "as_json", is_flag=True, help='Print {"time_s": ..., "time_days": ...}.')
 def tst(barriers, temperature, as_json):
     """Transition-state theory: time to cross consecutive barriers, sum_i h/(kT) exp(E_i/kT)."""
-    from mapcvd.map.tst import describe_time, parse_temperature, tst_time  # noqa: PLC0415
+    from mapcvd.pathways.tst import describe_time, parse_temperature, tst_time  # noqa: PLC0415
 
     kelvin = parse_temperature(temperature)
     times = describe_time(tst_time(list(barriers), kelvin))
@@ -165,8 +165,8 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
               as_json):
     """Rank a store's pathways by TST time after piecewise NEB; write a table, plots and transition states."""
     from mapcvd.commands.map_commands import _map_config  # noqa: PLC0415
-    from mapcvd.map.pathway_report import write_report  # noqa: PLC0415
-    from mapcvd.map.tst import parse_temperature  # noqa: PLC0415
+    from mapcvd.pathways.report import write_report  # noqa: PLC0415
+    from mapcvd.pathways.tst import parse_temperature  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
     from mapcvd.workflows.map_training import map_site  # noqa: PLC0415
     from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415

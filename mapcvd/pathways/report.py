@@ -5,8 +5,8 @@ the learned pathway as played (MD frames under the tether) and after piecewise N
 (Henkelman et al. 2000 climbing image on each segment), against the guided atom's
 coordinate along the goal axis, the transition states marked; and, for each
 transition state, a structure file carrying per-atom displacements from its segment's
-start and the guided atom's nearest Si (:func:`mapcvd.map.neb_output.annotate_transition_state`).
-Everything is read from the store (:mod:`mapcvd.map.pathway_store`).
+start and the guided atom's nearest Si (:func:`mapcvd.pathways.neb_output.annotate_transition_state`).
+Everything is read from the store (:mod:`mapcvd.pathways.store`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import csv
 import json
 from pathlib import Path
 
-from mapcvd.map.neb_output import _agg, annotate_transition_state
-from mapcvd.map.pathway_store import read_pathway, read_ranking
+from mapcvd.pathways.neb_output import _agg, annotate_transition_state
+from mapcvd.pathways.store import read_pathway, read_ranking
 from mapcvd.store.atoms import read_atoms
 
 _COLUMNS = ("rank", "label", "source", "episode", "length_A", "n_segments", "raw_barriers_eV", "barriers_eV",

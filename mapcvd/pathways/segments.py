@@ -5,11 +5,12 @@ MAP (Chen et al., seed 000) refines a learned pathway piecewise: its energy prof
 minimum -> maximum -> minimum, the maxima found as peaks of the profile
 (:func:`scipy.signal.find_peaks`, with a prominence so that thermal noise is not cut);
 each segment is refined by a climbing-image NEB between its two minima
-(:mod:`mapcvd.map.neb`) and the refined barriers give the pathway's time by
-transition-state theory (:mod:`mapcvd.map.tst`).
+(:mod:`mapcvd.pathways.neb`) and the refined barriers give the pathway's time by
+transition-state theory (:mod:`mapcvd.pathways.tst`).
 
-Everything here is plain numpy on arrays read from the store; the NEB runs in the
-workflow's apps (``workflows/pathways.py``).
+Everything here is plain numpy on arrays read from the store (the episodes are chosen
+by :mod:`mapcvd.pathways.sources`); the NEB runs in the workflow's apps
+(``workflows/pathways.py``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from mapcvd.errors import InputError
-from mapcvd.map.tst import time_over_distance, tst_time
-from mapcvd.store.episodes import EpisodeLog, episode_logs
-
-#: Parents of the episode logs that pathways are taken from (evaluation first).
-SOURCE_PARENTS = ("map/evaluation", "map/episodes")
-#: Group of the refined pathways.
-PATHWAYS_PATH = "map/pathways"
-#: Episode log of the straight-drag baseline (written by the pathways driver).
-BASELINE_LOG = f"{PATHWAYS_PATH}/baseline_log"
-BASELINE_LABEL = "baseline"
+from mapcvd.pathways.tst import time_over_distance, tst_time
 
 
 @dataclass(frozen=True)
@@ -93,41 +85,6 @@ def pathway_time(barriers_eV, length_A: float, temperature_K: float, distance_A:
     return time_s, scaled
 
 
-# ------------------------------------------------------------------ sources
-@dataclass(frozen=True)
-class EpisodeRef:
-    """An episode with stored frames: its log, index, label and length along the goal axis."""
-
-    log: str
-    episode: int
-    label: str
-    length_A: float
-    actions: int
-
-
-def episode_label(log_path: str, episode: int) -> str:
-    """A short label: ``greedy_e0003`` (evaluation), ``actor_000_e0012`` (training), ``baseline``."""
-    if log_path == BASELINE_LOG:
-        return BASELINE_LABEL
-    return f"{log_path.rsplit('/', 1)[-1]}_e{int(episode):04d}"
-
-
-def candidate_episodes(root, min_length_A: float = 1.0) -> list[EpisodeRef]:
-    """Episodes of the evaluation and training logs that store frames and advance at least ``min_length_A``."""
-    refs = []
-    for parent in SOURCE_PARENTS:
-        for path in episode_logs(root, parent):
-            log = EpisodeLog(root, path)
-            if not log.group.attrs.get("frames") or len(log) == 0:
-                continue
-            summary = log.summary()
-            for k in range(len(log)):
-                length, actions = float(summary["progress_A"][k]), int(summary["actions"][k])
-                if length >= min_length_A and actions >= 2 and not summary["failed"][k]:
-                    refs.append(EpisodeRef(path, k, episode_label(path, k), length, actions))
-    return refs
-
-
 # ------------------------------------------------------------------ refined profiles
 def stitch(segments: list[dict]) -> dict[str, np.ndarray]:
     """Join refined segments into one profile.
@@ -162,17 +119,3 @@ def stitch(segments: list[dict]) -> dict[str, np.ndarray]:
     return {"energy": np.concatenate(energy), "coordinate": np.concatenate(coordinate),
             "segment": np.concatenate(owner), "ts": np.maximum(ts_index, 0)}
 
-
-def nearest_atom(positions: np.ndarray, center: int, candidates: np.ndarray, cell_lengths, pbc) -> tuple[int, float]:
-    """Index of the candidate atom nearest to atom ``center`` (minimum image), and the distance (A)."""
-    candidates = np.asarray(candidates, dtype=int)
-    candidates = candidates[candidates != center]
-    if candidates.size == 0:
-        return -1, float("nan")
-    lengths = np.where(np.asarray(pbc, dtype=bool), np.asarray(cell_lengths, dtype=float), 0.0)
-    delta = positions[candidates] - positions[center]
-    safe = np.where(lengths > 0, lengths, 1.0)
-    delta -= np.where(lengths > 0, np.round(delta / safe) * lengths, 0.0)
-    distances = np.linalg.norm(delta, axis=1)
-    k = int(np.argmin(distances))
-    return int(candidates[k]), float(distances[k])

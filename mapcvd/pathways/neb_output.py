@@ -15,8 +15,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mapcvd.map.neb import NebResult
-from mapcvd.map.pathways import nearest_atom
+from mapcvd.pathways.band import nearest_atom
+from mapcvd.pathways.neb import NebResult
 
 
 def _agg():

@@ -33,7 +33,11 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
-from mapcvd.map.pathways import PATHWAYS_PATH
+
+#: Group of the refined pathways.
+PATHWAYS_PATH = "map/pathways"
+#: Episode log of the straight-drag baseline (written by the pathways driver).
+BASELINE_LOG = f"{PATHWAYS_PATH}/baseline_log"
 
 PATHWAY_KIND = "mapcvd-pathway"
 _SEGMENT_ARRAYS = ("energies", "coordinate", "positions")

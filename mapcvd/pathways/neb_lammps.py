@@ -1,6 +1,6 @@
 """LAMMPS's own ``neb`` command as a band driver: one partition (MPI process) per image.
 
-The band of :func:`mapcvd.map.neb.run_neb` is written as a data file (the first image)
+The band of :func:`mapcvd.pathways.neb.run_neb` is written as a data file (the first image)
 and one coordinate file per other image, then relaxed by
 
     mpiexec -np K lmp -partition Kx1 -in in.neb
@@ -31,7 +31,9 @@ from ase import Atoms
 from ase.constraints import FixAtoms
 
 from mapcvd.errors import InputError, MDError
+from mapcvd.md.engine import Engine
 from mapcvd.md.potentials import Potential
+from mapcvd.pathways.band import align_final
 from mapcvd.timing import measure
 
 _EVERY = 10  # steps between progress rows; LAMMPS wants N1 and N2 multiples of it
@@ -67,8 +69,6 @@ def stage_steps(settings) -> tuple[int, int]:
 
 def _write_inputs(workdir: Path, template: Atoms, band: np.ndarray, potential: Potential, settings) -> Path:
     """Data file of image 0, coordinate files of images 1.., and the input script."""
-    from mapcvd.md.engine import Engine  # noqa: PLC0415
-
     first = template.copy()
     first.set_constraint()
     first.positions = band[0]
@@ -150,7 +150,7 @@ def relax_band_lammps(template: Atoms, band: np.ndarray, potential: Potential, s
     potential
         The LAMMPS potential.
     settings
-        :class:`~mapcvd.map.neb.NebSettings`.
+        :class:`~mapcvd.pathways.neb.NebSettings`.
     workdir
         Folder for the inputs, logs and dumps (kept); a temporary one by default.
     timeout
@@ -178,8 +178,6 @@ def relax_band_lammps(template: Atoms, band: np.ndarray, potential: Potential, s
         lengths = np.diag(np.asarray(template.cell[:]))
         pbc = np.asarray(template.pbc, dtype=bool)
         positions = np.array([_read_dump(folder / f"image.{u}.dump", lengths, pbc) for u in range(1, k + 1)])
-    from mapcvd.map.neb import align_final  # noqa: PLC0415
-
     positions = np.array([align_final(band[0], p, lengths, pbc) for p in positions])
     # each stage stops early only at the force tolerance
     if settings.climb:

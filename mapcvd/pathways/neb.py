@@ -13,11 +13,14 @@ Two drivers relax the band; both start from the same endpoints and the same band
 ``"ase"``
     :class:`ase.mep.NEB` (improved tangent, climbing image) optimised by FIRE or BFGS,
     every image evaluated in turn by one LAMMPS instance of this process through
-    :class:`EngineCalculator` (any ASE calculator works too, e.g. EMT in tests). Never
-    ``parallel=True``: ASE then runs images in threads, and LAMMPS is not thread-safe.
+    :class:`~mapcvd.md.calculator.EngineCalculator` (any ASE calculator works too,
+    e.g. EMT in tests). Never ``parallel=True``: ASE then runs images in threads,
+    and LAMMPS is not thread-safe.
 ``"lammps"``
     LAMMPS's own ``neb`` command, one partition (process) per image, started as
-    ``mpiexec -np K lmp -partition Kx1`` (:mod:`mapcvd.map.neb_lammps`).
+    ``mpiexec -np K lmp -partition Kx1`` (:mod:`mapcvd.pathways.neb_lammps`).
+
+The endpoints and the first band are set up by :mod:`mapcvd.pathways.band`.
 
 ``benchmarks/pneb_parallel.py`` times both on the same endpoints; the faster is the
 default (:data:`DEFAULT_DRIVER`). Measured on a 2-core machine: an Al adatom hop (eam,
@@ -37,10 +40,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
 
 from mapcvd.errors import InputError
+from mapcvd.md.calculator import EngineCalculator
 from mapcvd.md.potentials import Potential
+from mapcvd.pathways.band import align_final, check_endpoints, initial_band
+from mapcvd.pathways.neb_lammps import relax_band_lammps
 
 DRIVERS = ("ase", "lammps")
 #: The driver chosen by ``benchmarks/pneb_parallel.py`` (the faster on both of its cases).
@@ -166,132 +171,6 @@ class NebResult:
             "seconds": float(self.seconds),
             "endpoint_energies_before_eV": [float(e) for e in self.endpoint_energies_before],
         }
-
-
-# ------------------------------------------------------------------ calculator
-class EngineCalculator(Calculator):
-    """An ASE calculator backed by one :class:`~mapcvd.md.engine.Engine` (one LAMMPS instance).
-
-    The engine is built at the first calculation and reused while the atoms keep their
-    elements, cell and boundaries; new positions are scattered into it. A band gives
-    each image its own light calculator from :meth:`image_calculator`: all of them
-    share this engine (used serially), and each keeps the results of its own image, so
-    an unchanged image is never evaluated twice.
-
-    Parameters
-    ----------
-    potential
-        The LAMMPS potential.
-    """
-
-    implemented_properties = ("energy", "free_energy", "forces")
-
-    def __init__(self, potential: Potential, **kwargs):
-        super().__init__(**kwargs)
-        self.potential = potential
-        self.engine = None
-        self.calls = 0
-        self._system = None
-
-    def evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray]:
-        """Energy (eV) and forces (eV/A) of ``atoms`` from the shared engine."""
-        from mapcvd.md.engine import Engine  # noqa: PLC0415
-
-        system = (atoms.numbers.tobytes(), np.asarray(atoms.cell[:]).tobytes(), np.asarray(atoms.pbc).tobytes())
-        if self.engine is None or system != self._system:
-            self.close()
-            self.engine = Engine(atoms, self.potential)
-            self._system = system
-        else:
-            self.engine.set_positions(atoms.positions)
-        self.calls += 1
-        return self.engine.potential_energy(), self.engine.get_forces()
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        energy, forces = self.evaluate(self.atoms)
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-
-    def image_calculator(self) -> Calculator:
-        """A calculator for one image: its own result cache, this engine."""
-        return _ImageCalculator(self)
-
-    def close(self) -> None:
-        """Free the LAMMPS instance."""
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
-        self._system = None
-        self.reset()
-
-
-class _ImageCalculator(Calculator):
-    implemented_properties = ("energy", "free_energy", "forces")
-
-    def __init__(self, owner: EngineCalculator):
-        super().__init__()
-        self.owner = owner
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        energy, forces = self.owner.evaluate(self.atoms)
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-
-
-# ------------------------------------------------------------------ endpoints
-def check_endpoints(initial: Atoms, final: Atoms) -> None:
-    """Refuse endpoints that cannot bound one band: other atoms, another order, another cell.
-
-    Raises
-    ------
-    InputError
-        With one line saying what differs.
-    """
-    if len(initial) != len(final):
-        raise InputError(f"the endpoints have different numbers of atoms ({len(initial)} and {len(final)})")
-    if not np.array_equal(initial.numbers, final.numbers):
-        first = int(np.flatnonzero(initial.numbers != final.numbers)[0])
-        raise InputError(
-            f"the endpoints hold different atoms or another order (atom {first}: "
-            f"{initial[first].symbol} vs {final[first].symbol})")
-    if not np.array_equal(initial.pbc, final.pbc):
-        raise InputError(f"the endpoints have different boundary conditions ({initial.pbc} vs {final.pbc})")
-    if np.abs(np.asarray(initial.cell[:]) - np.asarray(final.cell[:])).max() > 1e-6:
-        raise InputError("the endpoints have different cells")
-
-
-def align_final(initial: np.ndarray, final: np.ndarray, cell_lengths: np.ndarray, pbc) -> np.ndarray:
-    """``final`` shifted by whole periods so that each atom is at its nearest image of ``initial``."""
-    lengths = np.where(np.asarray(pbc, dtype=bool), np.asarray(cell_lengths, dtype=float), 0.0)
-    delta = final - initial
-    safe = np.where(lengths > 0, lengths, 1.0)
-    shift = np.where(lengths > 0, np.round(delta / safe) * lengths, 0.0)
-    return final - shift
-
-
-def initial_band(start: np.ndarray, end: np.ndarray, images: int, guide: np.ndarray | None = None) -> np.ndarray:
-    """A first band of ``images + 2`` structures from ``start`` to ``end``.
-
-    Without ``guide`` the images are linearly interpolated. With ``guide`` (frames of a
-    trajectory between the endpoints, ``(m, n_atoms, 3)``) the images are spaced evenly
-    by arc length along the piecewise-linear path ``start -> guide... -> end`` in
-    configuration space, so the band follows the route the trajectory took.
-    """
-    nodes = [start] if guide is None else [start, *np.asarray(guide, dtype=float), end]
-    if guide is None:
-        nodes.append(end)
-    nodes = np.asarray(nodes, dtype=float)
-    lengths = np.linalg.norm(np.diff(nodes, axis=0).reshape(len(nodes) - 1, -1), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(lengths)])
-    if arc[-1] <= 0:
-        return np.repeat(start[None], images + 2, axis=0)
-    targets = np.linspace(0.0, arc[-1], images + 2)
-    seg = np.clip(np.searchsorted(arc, targets, side="right") - 1, 0, len(nodes) - 2)
-    span = np.where(lengths[seg] > 0, lengths[seg], 1.0)
-    frac = np.clip((targets - arc[seg]) / span, 0.0, 1.0)[:, None, None]
-    band = nodes[seg] + frac * (nodes[seg + 1] - nodes[seg])
-    band[0], band[-1] = start, end
-    return band
 
 
 def _optimizer(settings: NebSettings):
@@ -436,8 +315,6 @@ def run_neb(initial: Atoms, final: Atoms, *, potential: Potential | None = None,
             end.positions = align_final(start.positions, end.positions, np.diag(start.cell[:]), start.pbc)
         band = initial_band(start.positions, end.positions, settings.images, guide)
         if settings.driver == "lammps":
-            from mapcvd.map.neb_lammps import relax_band_lammps  # noqa: PLC0415
-
             positions, converged, steps = relax_band_lammps(start, band, potential, settings, workdir=workdir)
         else:
             positions, converged, steps = _relax_ase(start, band, calc, settings)
