@@ -61,7 +61,7 @@ def report_summary(root) -> dict:
         (held-out MAE per phase), ``agent`` (expected returns of agent and random
         schedules) and ``validation`` (its report).
     """
-    from mapcvd.cvd.learning import NADE_WEIGHTS, agent_paths, jsonable  # noqa: PLC0415
+    from mapcvd.cvd.stored import NADE_WEIGHTS, agent_paths, jsonable  # noqa: PLC0415
     from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
     from mapcvd.pathways.store import read_ranking  # noqa: PLC0415
     from mapcvd.store import stage_statuses  # noqa: PLC0415
@@ -110,7 +110,7 @@ def report_summary(root) -> dict:
 def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Draw every figure the store supports; ``(caption, file name)`` pairs and error notes."""
     from mapcvd.cvd import plots as cvd_plots  # noqa: PLC0415
-    from mapcvd.cvd.learning import NADE_RESULTS, agent_paths  # noqa: PLC0415
+    from mapcvd.cvd.stored import NADE_RESULTS, agent_paths  # noqa: PLC0415
     from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
     from mapcvd.pathways.report import write_report  # noqa: PLC0415
     from mapcvd.map.plots import PANELS, plot_training_curves  # noqa: PLC0415

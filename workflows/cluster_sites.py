@@ -10,8 +10,10 @@ site files ``configs/sites/slurm_example.py`` and ``configs/sites/pbs_example.py
 
 from __future__ import annotations
 
+import logging
 import os
 
+from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.launchers import MpiExecLauncher, SrunLauncher
 from parsl.providers import PBSProProvider, SlurmProvider
@@ -19,6 +21,8 @@ from parsl.providers import PBSProProvider, SlurmProvider
 from mapcvd.workflows.site_common import CPU, GPU, POLL_MS, SINGLE_THREAD_INIT, build_config, interchange_cmd, join_init
 
 __all__ = ["cluster_executors", "pbs_config", "slurm_config"]
+
+logger = logging.getLogger(__name__)
 
 #: Block settings of a cluster's ``"cpu"`` executor (``max_blocks`` is an option).
 CPU_BLOCKS = dict(init_blocks=1, min_blocks=0)

@@ -20,7 +20,6 @@ Each training function records its stage (``cvd_nade``, ``cvd_agent``) with
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -29,14 +28,22 @@ import numpy as np
 from mapcvd.errors import ConfigError, InputError, StoreError
 from mapcvd.timing import measure
 
+from mapcvd.cvd.stored import (
+    NADE_RESULTS,
+    NADE_WEIGHTS,
+    agent_paths,
+    dataset_table,
+    jsonable,
+    load_nade,
+    next_version,
+    read_checkpoint,
+)
+
 __all__ = [
-    "AGENT_POLICY", "AGENT_RESULTS", "NADE_RESULTS", "NADE_WEIGHTS", "NO_2H", "POLICY_HIDDEN",
-    "agent_paths", "dataset_table", "fit_agent", "fit_nade", "jsonable", "load_nade", "next_version", "parse_widths",
-    "read_checkpoint", "rmd_settings", "validation_plan", "validation_report",
+    "NO_2H", "POLICY_HIDDEN", "fit_agent", "fit_nade", "parse_widths", "rmd_settings", "validation_plan",
+    "validation_report",
 ]
 
-NADE_WEIGHTS, NADE_RESULTS = "cvd/nade/weights", "cvd/nade/results"
-AGENT_POLICY, AGENT_RESULTS = "cvd/agent/policy", "cvd/agent/results"
 POLICY_HIDDEN = (72, 24)
 #: Largest dataset 2H fraction below which agent returns are reported as meaningless.
 NO_2H = 0.01
@@ -54,19 +61,6 @@ def parse_widths(text: str, key: str) -> list[int]:
     return values
 
 
-def jsonable(value):
-    """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
 def rmd_settings(config: dict) -> tuple[dict, tuple[str, ...]]:
     """The ``[cvd]`` reactive-MD settings as a plain dict (checked), and the species names."""
     import dataclasses  # noqa: PLC0415
@@ -75,42 +69,6 @@ def rmd_settings(config: dict) -> tuple[dict, tuple[str, ...]]:
 
     settings = RmdSettings.from_config(config["cvd"])
     return jsonable(dataclasses.asdict(settings)), tuple(SPECIES)
-
-
-def next_version(group, name: str) -> int:
-    """The version after the ``latest`` of checkpoint ``name`` (1 when there is none)."""
-    try:
-        latest = group[name].attrs.get("latest")
-    except KeyError:
-        latest = None
-    return 1 if latest is None else int(latest) + 1
-
-
-def dataset_table(group):
-    """The ``cvd/dataset`` run table; StoreError when the store has none."""
-    from mapcvd.store.cvd_dataset import DATASET_PATH, RunTable  # noqa: PLC0415
-
-    if DATASET_PATH not in group:
-        raise StoreError(f"no CVD dataset in {group.store}; run 'mapcvd cvd dataset' first")
-    return RunTable.open(group, DATASET_PATH)
-
-
-def read_checkpoint(group, name: str, what: str, command: str, version: int | None = None):
-    """``(arrays, version, meta)`` of a checkpoint; StoreError naming the command that makes it."""
-    from mapcvd.store import read_array_checkpoint  # noqa: PLC0415
-
-    if name not in group:
-        raise StoreError(f"no {what} in {group.store}; run 'mapcvd cvd {command}' first")
-    return read_array_checkpoint(group, name, version=version)
-
-
-def load_nade(group, version: int | None = None):
-    """``(model, version, meta, ranges)`` of the stored NADE-CVD."""
-    from mapcvd.cvd.nade import from_arrays  # noqa: PLC0415
-    from mapcvd.cvd.validation import ranges_from_dict  # noqa: PLC0415
-
-    arrays, version, meta = read_checkpoint(group, NADE_WEIGHTS, "trained NADE-CVD", "nade", version)
-    return from_arrays(arrays, meta["model"]), version, meta, ranges_from_dict(meta["ranges"])
 
 
 # -------------------------------------------------------------------------- NADE
@@ -190,13 +148,6 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
 
 
 # ------------------------------------------------------------------------- agent
-def agent_paths(kind: str = "store") -> tuple[str, str]:
-    """Store paths ``(policy, results)`` of the agent trained on a surrogate of ``kind``."""
-    from mapcvd.cvd.surrogates import KINDS  # noqa: PLC0415
-
-    return f"{KINDS[kind]}/policy", f"{KINDS[kind]}/results"
-
-
 def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int | None = None,
               batch: int | None = None, progress: Callable[[int, dict], None] | None = None,
               log: Callable[[str], None] = print) -> dict:

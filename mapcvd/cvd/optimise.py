@@ -224,7 +224,7 @@ def save_optimum(group, choice, result: dict) -> int:
     """
     from mapcvd.store import write_array_checkpoint  # noqa: PLC0415
 
-    from .learning import jsonable, next_version  # noqa: PLC0415
+    from .stored import jsonable, next_version  # noqa: PLC0415
     from .validation import ranges_to_dict  # noqa: PLC0415
 
     name = optimum_path(choice.kind, result["first_stage"])

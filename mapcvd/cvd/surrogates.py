@@ -27,13 +27,12 @@ from typing import Any
 from mapcvd.errors import InputError
 
 from .ranges import PAPER_N_MO, PAPER_RANGES, ScheduleRanges
+from .stored import AGENT_PREFIXES, dataset_table, load_nade
 
-__all__ = ["KINDS", "PAPER_STAGES", "SurrogateChoice", "resolve_surrogate", "surrogate_kind"]
+__all__ = ["PAPER_STAGES", "SurrogateChoice", "resolve_surrogate", "surrogate_kind"]
 
 #: Stages per run of the paper's dataset (20 x 1 ns).
 PAPER_STAGES = 20
-#: The surrogate kinds, and the store prefix of an agent trained on each.
-KINDS: dict[str, str] = {"store": "cvd/agent", "paper": "cvd/agent_paper", "file": "cvd/agent_file"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class SurrogateChoice:
     @property
     def agent_prefix(self) -> str:
         """Store group of an agent trained on this surrogate (``<prefix>/policy``, ``/results``)."""
-        return KINDS[self.kind]
+        return AGENT_PREFIXES[self.kind]
 
     @property
     def stage(self) -> str:
@@ -110,8 +109,6 @@ def resolve_surrogate(spec: str, group=None) -> SurrogateChoice:
     if kind == "store":
         if group is None:
             raise InputError("surrogate 'store' needs --store, the campaign whose NADE-CVD to use")
-        from .learning import dataset_table, load_nade  # noqa: PLC0415
-
         model, version, meta, ranges = load_nade(group)
         n_mo = int(dataset_table(group).attrs.get("n_mo", PAPER_N_MO))
         return SurrogateChoice("store", "store", model, ranges, int(meta["n_stages"]), n_mo,

@@ -21,8 +21,6 @@ Everything is vectorised over runs; the only Python loops are over stages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
