@@ -69,7 +69,8 @@ def synthetic_dataset(n_runs: int, n_stages: int, seed: int, noise: float = 0.01
 def store_dataset(path: str):
     """Done runs of a store's dataset, its ranges and its latest stored NADE (or None)."""
     from mapcvd.store import open_campaign, read_array_checkpoint
-    from mapcvd.store.cvd_dataset import DATASET_PATH, RunTable
+    from mapcvd.store.cvd_dataset import RunTable
+    from mapcvd.store.layout import DATASET_PATH
 
     group = open_campaign(path, "r")
     table = RunTable.open(group, DATASET_PATH)

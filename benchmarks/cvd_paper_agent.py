@@ -43,7 +43,7 @@ GOALS = {"ratio": 1.5, "ratio_strategy": 1.0, "hot_T": 3000.0, "cooler": 500.0}
 
 def run_seed(seed: int, updates: int, work: Path) -> dict:
     """One ``cvd agent --surrogate paper`` run in a fresh store; its figures."""
-    from mapcvd.cvd.stored import agent_paths
+    from mapcvd.store.layout import agent_paths
     from mapcvd.cvd.optimise import read_optimum
     from mapcvd.cvd.validation import fraction_sum_error
     from mapcvd.store import open_campaign, read_array_checkpoint

@@ -38,18 +38,23 @@ from mapcvd.dashboard_panels import fmt_duration, plain_lines, render
 from mapcvd.errors import one_line
 from mapcvd.map.progress import actor_logs
 from mapcvd.store import open_campaign, read_array_checkpoint, stage_statuses
-from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH, RunTable
+from mapcvd.store.cvd_dataset import RunTable
 from mapcvd.store.episodes import EpisodeLog, episode_logs
+from mapcvd.store.layout import (
+    DATASET_PATH,
+    EVALUATION_PARENT,
+    NADE_RESULTS,
+    PATHWAY_KIND,
+    PATHWAYS_PATH,
+    VALIDATION_PATH,
+    agent_paths,
+)
 from mapcvd.store.replay import fresh_group, read_metrics
 
 __all__ = ["collect", "finished", "plain_lines", "render", "snapshot_json", "watch"]
 
-EVALUATION_PARENT = "map/evaluation"
-PATHWAYS_PATH = "map/pathways"
-PATHWAY_KIND = "mapcvd-pathway"
-NADE_RESULTS = "cvd/nade/results"
 #: The agents' results: on the campaign's own NADE-CVD, and on the reference surrogate.
-AGENT_RESULTS = {"agent": "cvd/agent/results", "agent_paper": "cvd/agent_paper/results"}
+AGENT_RESULTS = {"agent": agent_paths("store")[1], "agent_paper": agent_paths("paper")[1]}
 #: Failed CVD runs listed one by one per table.
 MAX_FAILED_RUNS = 8
 #: Points kept of a history (loss, return) for sparklines.

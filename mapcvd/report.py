@@ -61,18 +61,24 @@ def report_summary(root) -> dict:
         (held-out MAE per phase), ``agent`` (expected returns of agent and random
         schedules) and ``validation`` (its report).
     """
-    from mapcvd.cvd.stored import NADE_WEIGHTS, agent_paths, jsonable  # noqa: PLC0415
     from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
+    from mapcvd.cvd.stored import jsonable  # noqa: PLC0415
     from mapcvd.pathways.store import read_ranking  # noqa: PLC0415
     from mapcvd.store import stage_statuses  # noqa: PLC0415
-    from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
+    from mapcvd.store.layout import (  # noqa: PLC0415
+        DATASET_PATH,
+        NADE_WEIGHTS,
+        VALIDATION_PATH,
+        agent_paths,
+        evaluation_path,
+    )
 
     config = dict(root.attrs.get("config") or {})
     out: dict = {"name": (config.get("campaign") or {}).get("name"), "stages": stage_statuses(root)}
     evaluation = {}
     for policy in ("greedy", "random"):
-        path = f"map/evaluation/{policy}"
+        path = evaluation_path(policy)
         if path in root:
             s = EpisodeLog(root, path).summary()
             if len(s["progress_A"]):
@@ -110,12 +116,11 @@ def report_summary(root) -> dict:
 def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Draw every figure the store supports; ``(caption, file name)`` pairs and error notes."""
     from mapcvd.cvd import plots as cvd_plots  # noqa: PLC0415
-    from mapcvd.cvd.stored import NADE_RESULTS, agent_paths  # noqa: PLC0415
     from mapcvd.cvd.optimise import read_optimum  # noqa: PLC0415
-    from mapcvd.pathways.report import write_report  # noqa: PLC0415
     from mapcvd.map.plots import PANELS, plot_training_curves  # noqa: PLC0415
     from mapcvd.map.progress import actor_logs, episodes_by_epoch  # noqa: PLC0415
-    from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH  # noqa: PLC0415
+    from mapcvd.pathways.report import write_report  # noqa: PLC0415
+    from mapcvd.store.layout import DATASET_PATH, NADE_RESULTS, PATHWAYS_PATH, VALIDATION_PATH, agent_paths  # noqa: PLC0415
 
     figures: list[tuple[str, str]] = []
     notes: list[str] = []
@@ -136,7 +141,7 @@ def _figures(root, out: Path) -> tuple[list[tuple[str, str]], list[str]]:
                                      "MAP training: per-episode mean +- std over actors")]
 
     def pathways() -> list:
-        if "map/pathways" not in root:
+        if PATHWAYS_PATH not in root:
             return []
         files = write_report(root, out / "paths")
         return files["plots"][-1:] + files["plots"][:-1]  # the comparison first

@@ -28,7 +28,8 @@ from mapcvd.store import (
     read_array_checkpoint,
     stage_statuses,
 )
-from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH, RunTable
+from mapcvd.store.cvd_dataset import RunTable
+from mapcvd.store.layout import DATASET_PATH, VALIDATION_PATH
 from mapcvd.store.episodes import EpisodeLog
 from mapcvd.store.replay import read_weights
 

@@ -24,13 +24,8 @@ from mapcvd.cvd.ranges import PAPER_RANGES
 from mapcvd.cvd.validation import SCHEDULE_BLOCK, dataset_schedules
 from mapcvd.errors import ConfigError, StoreError
 from mapcvd.store import open_campaign, open_or_create_campaign, stage_statuses
-from mapcvd.store.cvd_dataset import (
-    DATASET_PATH,
-    SPECIES,
-    STATUS,
-    RunTable,
-    check_result,
-)
+from mapcvd.store.cvd_dataset import SPECIES, STATUS, RunTable, check_result
+from mapcvd.store.layout import DATASET_PATH
 
 S = 5  # stages per run in these tests
 RMD = {"n_mo": 16, "n_stages": S, "stage_ps": 0.1}  # what the driver hands to every app

@@ -29,14 +29,8 @@ from mapcvd.store import (
     read_array_checkpoint,
     stage_statuses,
 )
-from mapcvd.store.cvd_dataset import (
-    DATASET_PATH,
-    SPECIES,
-    STATUS,
-    VALIDATION_PATH,
-    RunTable,
-    check_result,
-)
+from mapcvd.store.cvd_dataset import SPECIES, STATUS, RunTable, check_result
+from mapcvd.store.layout import DATASET_PATH, VALIDATION_PATH
 
 S, N_MO, RUNS = 6, 16, 40
 SMALL = {

@@ -28,7 +28,8 @@ from mapcvd.store import (
     set_stage_status,
     write_array_checkpoint,
 )
-from mapcvd.store.cvd_dataset import DATASET_PATH, RunTable, check_result
+from mapcvd.store.cvd_dataset import RunTable, check_result
+from mapcvd.store.layout import DATASET_PATH
 from mapcvd.store.episodes import EpisodeWriter
 from mapcvd.store.replay import LearnerReplay, ReplaySpec, create_replay
 

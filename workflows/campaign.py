@@ -37,15 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mapcvd.errors import ConfigError, InputError, MapcvdError
+from mapcvd.store.layout import CVD_STAGES, MAP_STAGES, STAGES
 from mapcvd.timing import timed_app
 
 __all__ = ["CVD_STAGES", "MAP_STAGES", "STAGES", "campaign_site", "check_campaign", "run_campaign"]
 
-MAP_STAGES = ("map_train", "map_evaluate_greedy", "map_evaluate_random", "map_paths")
-#: ``cvd_agent_paper``: the agent on the reference surrogate (``cvd_learning.reference_surrogate``,
-#: default the CVD paper's trained NADE-CVD), beside the one on the campaign's own NADE-CVD.
-CVD_STAGES = ("cvd_dataset", "cvd_nade", "cvd_agent", "cvd_agent_paper", "cvd_validate")
-STAGES = MAP_STAGES + CVD_STAGES
 #: Seconds the branches get to notice a stopped Parsl before their stages are reset.
 _STOP_GRACE_S = 5.0
 

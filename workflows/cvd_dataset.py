@@ -200,7 +200,8 @@ def open_dataset(group, *, config: dict, rmd: dict, species: Sequence[str]):
     from mapcvd.cvd.ranges import PAPER_RANGES
     from mapcvd.cvd.validation import ranges_to_dict
     from mapcvd.errors import ConfigError
-    from mapcvd.store.cvd_dataset import DATASET_PATH, RunTable
+    from mapcvd.store.cvd_dataset import RunTable
+    from mapcvd.store.layout import DATASET_PATH
 
     n_mo, n_stages = int(rmd["n_mo"]), int(rmd["n_stages"])
     attrs = {"purpose": "dataset", "seed": int(config["campaign"]["seed"]), "n_mo": n_mo,

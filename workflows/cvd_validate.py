@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from mapcvd.workflows.cvd_dataset import VALIDATION_SALT, Progress, RunFn, run_rows
 
+from mapcvd.store.layout import VALIDATION_PATH
+
 
 def run_validation(
     group,
@@ -30,7 +32,7 @@ def run_validation(
     agent_version: int,
     dataset_attrs: dict,
     species: Sequence[str],
-    path: str = "cvd/validation",
+    path: str = VALIDATION_PATH,
     stage: str = "cvd_validate",
     retries: int = 1,
     run_fn: RunFn | None = None,

@@ -26,7 +26,7 @@ import numpy as np
 from mapcvd.commands.common import config_for, console, log
 from mapcvd.commands.groups import cvd
 from mapcvd.cvd.learning import NO_2H
-from mapcvd.cvd.stored import NADE_WEIGHTS
+from mapcvd.store.layout import NADE_WEIGHTS
 from mapcvd.errors import InputError
 
 _store_option = click.option("--store", "store_path", required=True, type=click.Path(path_type=Path),

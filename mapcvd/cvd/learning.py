@@ -25,19 +25,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mapcvd.cvd.stored import dataset_table, jsonable, load_nade, next_version, read_checkpoint
 from mapcvd.errors import ConfigError, InputError, StoreError
+from mapcvd.store.layout import NADE_RESULTS, NADE_WEIGHTS, agent_paths, validation_path, validation_stage
 from mapcvd.timing import measure
-
-from mapcvd.cvd.stored import (
-    NADE_RESULTS,
-    NADE_WEIGHTS,
-    agent_paths,
-    dataset_table,
-    jsonable,
-    load_nade,
-    next_version,
-    read_checkpoint,
-)
 
 __all__ = [
     "NO_2H", "POLICY_HIDDEN", "fit_agent", "fit_nade", "parse_widths", "rmd_settings", "validation_plan",
@@ -285,7 +276,6 @@ def validation_plan(group, config: dict, top: int | None = None, surrogate: str 
     """
     from mapcvd.cvd.surrogates import resolve_surrogate, surrogate_kind  # noqa: PLC0415
     from mapcvd.cvd.validation import free_run  # noqa: PLC0415
-    from mapcvd.store.cvd_dataset import VALIDATION_PATH  # noqa: PLC0415
 
     top = top or config["cvd_learning"]["validate_top"]
     kind = surrogate_kind(surrogate or config["cvd_learning"]["surrogate"])
@@ -314,11 +304,10 @@ def validation_plan(group, config: dict, top: int | None = None, surrogate: str 
                   "stage length: a check of the schedule on a small, short reactive-MD cell, not a reproduction "
                   "of the surrogate's runs")
     mean, var = free_run(model, schedules, ranges)
-    suffix = "" if kind == "store" else f"_{kind}"
     return {"top": int(top), "schedules": schedules, "md_schedules": md_schedules, "mean": mean, "std": np.sqrt(var),
             "agent_version": agent_version, "agent_meta": agent_meta, "results": results, "ranges": ranges,
             "dataset": dataset, "species": dataset.attrs["species"], "kind": kind,
-            "table_path": VALIDATION_PATH + suffix, "stage": "cvd_validate" + suffix, "caveat": caveat}
+            "table_path": validation_path(kind), "stage": validation_stage(kind), "caveat": caveat}
 
 
 def validation_report(table, plan: dict) -> dict:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from mapcvd.errors import InputError
+from mapcvd.store.layout import optimum_path
 
 from .ranges import ScheduleRanges
 from .surrogate_rollout import Frozen, fixed_rollout
@@ -205,11 +206,6 @@ def optimise_schedules(
 
 
 # ------------------------------------------------------------------------- store
-def optimum_path(kind: str, first_stage: str = "random") -> str:
-    """Store checkpoint of the optimised schedules on a surrogate of ``kind`` (one per first-stage mode)."""
-    return f"cvd/optimise_{kind}/{first_stage}"
-
-
 _ARRAYS = ("returns", "schedules", "z", "order", "initial_returns", "history_best", "history_mean")
 _SCALARS = ("best_return", "median_return", "mean_return", "seconds", "first_stage", "starts", "steps", "lr",
             "seed", "n_stages")

@@ -1,9 +1,8 @@
-"""Where the CVD campaign keeps its results in the store, and the readers of them.
+"""Readers of what the CVD campaign keeps in the store.
 
-The paths of the NADE-CVD (``cvd/nade/...``), of the agents trained on each kind of
-surrogate (``cvd/agent/...`` on the campaign's own NADE-CVD, ``cvd/agent_paper/...`` on
-the paper's, ``cvd/agent_file/...`` on a checkpoint file) and the small readers that
-the learning steps, the surrogate chooser and the commands share (Rajak et al., npj
+The NADE-CVD, the run tables and the agents' checkpoints (paths in
+:mod:`mapcvd.store.layout`), read by the learning steps, the surrogate chooser and the
+commands (Rajak et al., npj
 Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3). Every checkpoint is
 arrays plus JSON attributes (:func:`mapcvd.store.write_array_checkpoint`), never a
 pickle.
@@ -16,21 +15,9 @@ import math
 import numpy as np
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import NADE_WEIGHTS
 
-__all__ = [
-    "AGENT_PREFIXES", "NADE_RESULTS", "NADE_WEIGHTS", "agent_paths", "dataset_table", "jsonable", "load_nade",
-    "next_version", "read_checkpoint",
-]
-
-NADE_WEIGHTS, NADE_RESULTS = "cvd/nade/weights", "cvd/nade/results"
-#: Store group of the agent trained on each kind of surrogate (:mod:`mapcvd.cvd.surrogates`).
-AGENT_PREFIXES: dict[str, str] = {"store": "cvd/agent", "paper": "cvd/agent_paper", "file": "cvd/agent_file"}
-
-
-def agent_paths(kind: str = "store") -> tuple[str, str]:
-    """Store paths ``(policy, results)`` of the agent trained on a surrogate of ``kind``."""
-    return f"{AGENT_PREFIXES[kind]}/policy", f"{AGENT_PREFIXES[kind]}/results"
-
+__all__ = ["dataset_table", "jsonable", "load_nade", "next_version", "read_checkpoint"]
 
 def jsonable(value):
     """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
@@ -56,7 +43,8 @@ def next_version(group, name: str) -> int:
 
 def dataset_table(group):
     """The ``cvd/dataset`` run table; StoreError when the store has none."""
-    from mapcvd.store.cvd_dataset import DATASET_PATH, RunTable  # noqa: PLC0415
+    from mapcvd.store.cvd_dataset import RunTable  # noqa: PLC0415
+    from mapcvd.store.layout import DATASET_PATH  # noqa: PLC0415
 
     if DATASET_PATH not in group:
         raise StoreError(f"no CVD dataset in {group.store}; run 'mapcvd cvd dataset' first")

@@ -27,7 +27,9 @@ from typing import Any
 from mapcvd.errors import InputError
 
 from .ranges import PAPER_N_MO, PAPER_RANGES, ScheduleRanges
-from .stored import AGENT_PREFIXES, dataset_table, load_nade
+from mapcvd.store.layout import AGENT_PREFIXES, agent_stage
+
+from .stored import dataset_table, load_nade
 
 __all__ = ["PAPER_STAGES", "SurrogateChoice", "resolve_surrogate", "surrogate_kind"]
 
@@ -73,7 +75,7 @@ class SurrogateChoice:
     @property
     def stage(self) -> str:
         """Campaign stage name of training an agent on this surrogate."""
-        return {"store": "cvd_agent", "paper": "cvd_agent_paper", "file": "cvd_agent_file"}[self.kind]
+        return agent_stage(self.kind)
 
 
 def surrogate_kind(spec: str) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from mapcvd.store.episodes import EpisodeLog, episode_logs
+from mapcvd.store.layout import EPISODES_PARENT
 from mapcvd.store.replay import read_metrics
 
 
 def actor_logs(root) -> dict[int, EpisodeLog]:
     """Actor id -> its episode log (actors that have not started yet are absent)."""
     logs = {}
-    for path in episode_logs(root, "map/episodes"):
+    for path in episode_logs(root, EPISODES_PARENT):
         logs[int(path.rsplit("_", 1)[1])] = EpisodeLog(root, path)
     return logs
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from mapcvd.pathways.neb_output import _agg, annotate_transition_state
 from mapcvd.pathways.store import read_pathway, read_ranking
 from mapcvd.store.atoms import read_atoms
+from mapcvd.store.layout import MAP_STRUCTURE_PATH
 
 _COLUMNS = ("rank", "label", "source", "episode", "length_A", "n_segments", "raw_barriers_eV", "barriers_eV",
             "converged", "time_s", "time_scaled_s", "time_scaled_days")
@@ -109,7 +110,7 @@ def write_report(root, out_dir: str | Path) -> dict:
     entries = [(str(k + 1), r) for k, r in enumerate(stored["ranking"])]
     if stored["baseline"]:
         entries.append(("baseline", stored["baseline"]))
-    template, attrs = read_atoms(root, "map/structure")
+    template, attrs = read_atoms(root, MAP_STRUCTURE_PATH)
     guided = int(attrs["guided"][0]) if attrs.get("guided") else None
     rows, plots, structures, curves = [], [], [], {}
     for rank, row in entries:

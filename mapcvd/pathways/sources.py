@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from mapcvd.pathways.store import BASELINE_LOG
 from mapcvd.store.episodes import EpisodeLog, episode_logs
+from mapcvd.store.layout import EPISODES_PARENT, EVALUATION_PARENT
 
 #: Parents of the episode logs that pathways are taken from (evaluation first).
-SOURCE_PARENTS = ("map/evaluation", "map/episodes")
+SOURCE_PARENTS = (EVALUATION_PARENT, EPISODES_PARENT)
 BASELINE_LABEL = "baseline"
 
 

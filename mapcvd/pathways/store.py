@@ -33,15 +33,12 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import PATHWAY_KIND, PATHWAYS_KIND, PATHWAYS_PATH
 
-#: Group of the refined pathways.
-PATHWAYS_PATH = "map/pathways"
 #: Episode log of the straight-drag baseline (written by the pathways driver).
 BASELINE_LOG = f"{PATHWAYS_PATH}/baseline_log"
 
-PATHWAY_KIND = "mapcvd-pathway"
 _SEGMENT_ARRAYS = ("energies", "coordinate", "positions")
-PATHWAYS_KIND = "mapcvd-pathways"
 
 
 def _array(group: zarr.Group, name: str, data) -> None:

