@@ -39,7 +39,8 @@ from mapcvd.map.progress import actor_logs
 from mapcvd.store import open_campaign, read_array_checkpoint, stage_statuses
 from mapcvd.store.cvd_dataset import DATASET_PATH, VALIDATION_PATH, RunTable
 from mapcvd.store.episodes import EpisodeLog, episode_logs
-from mapcvd.store.replay import fresh_group, read_metrics
+from mapcvd.store.metrics import read_metrics
+from mapcvd.store.replay import fresh_group
 
 __all__ = ["collect", "finished", "plain_lines", "render", "snapshot_json", "watch"]
 

@@ -24,7 +24,8 @@ from mapcvd.timing import measure
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
 from mapcvd.map.system import MapSystem, actor_epsilon, build_network
 from mapcvd.store.episodes import EpisodeWriter
-from mapcvd.store.replay import ActorWriter, latest_weights_version, read_weights
+from mapcvd.store.replay import ActorWriter
+from mapcvd.store.weights import latest_weights_version, read_weights
 
 
 def actor_log_path(actor: int) -> str:

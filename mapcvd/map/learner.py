@@ -11,7 +11,7 @@ at most once per ``publish_seconds``: a publication costs tens of ms of store I/
 fast (GPU) learner publishing by count alone would spend its time writing.
 
 Resume: the ingest cursors and priorities are checkpointed together
-(:meth:`~mapcvd.store.replay.LearnerReplay.checkpoint`); a new learner reloads the
+(:meth:`~mapcvd.store.learner_state.LearnerReplay.checkpoint`); a new learner reloads the
 cached rows still in the actors' rings with their saved priorities, continues from
 the last published weights, and polls exactly what was committed after the cursors.
 The optimiser's moments and the target network are not checkpointed: on resume the
@@ -30,7 +30,7 @@ import numpy as np
 from mapcvd.map.dqn import Batch, DQNLearner, importance_weights
 from mapcvd.map.sumtree import SumTree
 from mapcvd.map.system import build_network
-from mapcvd.store.replay import INGEST_PATH, LearnerReplay
+from mapcvd.store.learner_state import LearnerReplay
 
 #: Small constant added to |TD| so that no transition's priority is zero.
 PRIORITY_EPSILON = 1e-3
@@ -101,19 +101,6 @@ def state_dict_arrays(net) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
 
 
-def trained_seconds(root) -> float:
-    """Seconds the learner of the campaign at ``root`` has trained, over all sessions.
-
-    Read from its last ingest checkpoint (written every ``checkpoint_seconds`` and at
-    the end), so a session killed without warning loses at most that much; 0 before
-    any checkpoint.
-    """
-    checkpoint = root.get(INGEST_PATH)
-    if checkpoint is None or checkpoint.attrs.get("latest") is None:
-        return 0.0
-    return float(LearnerReplay(root).meta.get("trained_seconds", 0.0))
-
-
 def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
                 max_updates: int | None = None, poll_seconds: float = 0.25) -> dict:
     """Train from the replay until ``deadline`` (``time.time()``); publish weights and checkpoints.
@@ -144,7 +131,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
         ``train_seconds`` (inside torch updates), ``ingest_seconds`` (polling the
         store into the cache and tree), ``startup_seconds`` (network, weights, resume
         reload), ``seconds``, ``trained_seconds`` (over all sessions, see
-        :func:`trained_seconds`).
+        :func:`mapcvd.store.metrics.trained_seconds`).
     """
     import torch  # noqa: PLC0415
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mapcvd.store.episodes import EpisodeLog, episode_logs
-from mapcvd.store.replay import read_metrics
+from mapcvd.store.metrics import read_metrics
 
 
 def actor_logs(root) -> dict[int, EpisodeLog]:
