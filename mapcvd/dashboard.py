@@ -49,7 +49,8 @@ from mapcvd.store.layout import (
     VALIDATION_PATH,
     agent_paths,
 )
-from mapcvd.store.replay import fresh_group, read_metrics
+from mapcvd.store.metrics import read_metrics
+from mapcvd.store.replay import fresh_group
 
 __all__ = ["collect", "finished", "plain_lines", "render", "snapshot_json", "watch"]
 

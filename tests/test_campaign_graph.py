@@ -31,7 +31,7 @@ from mapcvd.store import (
 from mapcvd.store.cvd_dataset import RunTable
 from mapcvd.store.layout import DATASET_PATH, VALIDATION_PATH
 from mapcvd.store.episodes import EpisodeLog
-from mapcvd.store.replay import read_weights
+from mapcvd.store.weights import read_weights
 
 torch.set_num_threads(1)
 
@@ -116,9 +116,9 @@ def test_whole_graph_on_threads_then_resume_skips_done_stages(tmp_path):
     assert sum("done before, skipped" in line for line in lines) == len(STAGES)
 
     # training resumed after its budget (map.minutes, counted by the learner) was spent: nothing more trains
-    from mapcvd.map.learner import trained_seconds
+    from mapcvd.store.metrics import trained_seconds
     from mapcvd.store import set_stage_status
-    from mapcvd.store.replay import LearnerReplay
+    from mapcvd.store.learner_state import LearnerReplay
 
     replay = LearnerReplay(group)
     replay.checkpoint(replay.step, meta={**replay.meta, "trained_seconds": 60.0 * config["map"]["minutes"] + 5})
@@ -310,7 +310,7 @@ def test_sigkill_during_training_and_during_the_dataset_then_resume_loses_and_re
     np.testing.assert_array_equal(episodes, np.arange(len(episodes)))
     assert len(episodes) >= before["episodes"]
     assert int(group["map/replay/actor_000/committed"][0]) >= before["committed"]
-    from mapcvd.store.replay import LearnerReplay
+    from mapcvd.store.learner_state import LearnerReplay
 
     learner = LearnerReplay(group)
     assert learner.lost.tolist() == [0] and learner.cursors[0] <= int(group["map/replay/actor_000/committed"][0])

@@ -31,7 +31,8 @@ from mapcvd.store import (
 from mapcvd.store.cvd_dataset import RunTable, check_result
 from mapcvd.store.layout import DATASET_PATH
 from mapcvd.store.episodes import EpisodeWriter
-from mapcvd.store.replay import LearnerReplay, ReplaySpec, create_replay
+from mapcvd.store.learner_state import LearnerReplay
+from mapcvd.store.replay import ReplaySpec, create_replay
 
 NOW = 1_800_000_000.0
 SUMMARY = ("episode", "actions", "return", "progress_A", "epsilon", "crossed", "failed", "seconds", "start_time")
@@ -214,7 +215,7 @@ WRITER = textwrap.dedent("""
     import numpy as np
     from mapcvd.store import open_campaign, set_stage_status
     from mapcvd.store.episodes import EpisodeWriter
-    from mapcvd.store.replay import LearnerReplay
+    from mapcvd.store.learner_state import LearnerReplay
     path, ready, stop = sys.argv[1:]
     root = open_campaign(path, "r+")
     set_stage_status(root, "map_train", "running")

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from mapcvd.map.dqn import Batch, DQNLearner, QNetwork3D, dqn_loss, importance_weights, n_step_returns
+from mapcvd.map.dqn import Batch, DQNLearner, QNetwork3D, dqn_loss, n_step_returns
+from mapcvd.map.prioritized import importance_weights
 from mapcvd.map.sumtree import SumTree
 
 torch.set_num_threads(1)

@@ -14,11 +14,13 @@ import zarr
 from mapcvd.config import load_config
 from mapcvd.map.actor import NStepEmitter
 from mapcvd.map.dqn import n_step_returns
-from mapcvd.map.learner import run_learner, trained_seconds
+from mapcvd.map.learner import run_learner
 from mapcvd.map.system import actor_epsilon, build_network
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
 from mapcvd.store.episodes import EpisodeLog, EpisodeWriter
-from mapcvd.store.replay import ActorWriter, ReplaySpec, create_replay, read_metrics, read_weights
+from mapcvd.store.metrics import read_metrics, trained_seconds
+from mapcvd.store.replay import ActorWriter, ReplaySpec, create_replay
+from mapcvd.store.weights import read_weights
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Tests of the distributed replay store (mapcvd.store.replay)."""
+"""Tests of the distributed replay store (mapcvd.store.replay, learner_state, weights, metrics)."""
 
 import multiprocessing as mp
 import os
@@ -11,19 +11,18 @@ import pytest
 
 from mapcvd.errors import MapcvdError, StoreError
 from mapcvd.store import create_campaign, open_campaign
-from mapcvd.store import replay as replay_mod
+from mapcvd.store import learner_state as replay_mod  # the module whose ring reads are raced
+from mapcvd.store.learner_state import LearnerReplay
+from mapcvd.store.metrics import read_metrics
 from mapcvd.store.replay import (
     TRANSITION_FIELDS,
     ActorWriter,
-    LearnerReplay,
     ReplaySpec,
     actor_path,
     create_replay,
-    latest_weights_version,
     open_replay,
-    read_metrics,
-    read_weights,
 )
+from mapcvd.store.weights import latest_weights_version, read_weights
 
 SPEC = ReplaySpec(channels=2, points=4, n_actors=2, capacity=64, chunk=8)
 

@@ -165,7 +165,7 @@ def _map_branch(config: dict, store_path: str, *, max_episodes: int | None, max_
     from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
 
     from mapcvd.map.evaluate import evaluation_log_path  # noqa: PLC0415
-    from mapcvd.map.learner import trained_seconds  # noqa: PLC0415
+    from mapcvd.store.metrics import trained_seconds  # noqa: PLC0415
 
     table = config["map"]
 

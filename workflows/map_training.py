@@ -210,7 +210,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     from mapcvd.map.evaluate import POLICIES, evaluation_log_path  # noqa: PLC0415
     from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
-    from mapcvd.store.replay import read_weights  # noqa: PLC0415
+    from mapcvd.store.weights import read_weights  # noqa: PLC0415
 
     if policy not in POLICIES:
         raise InputError(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")

@@ -22,9 +22,11 @@ import numpy as np
 from mapcvd.map.dqn import n_step_returns
 from mapcvd.timing import measure
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
+from mapcvd.map.prioritized import base_priority
 from mapcvd.map.system import MapSystem, actor_epsilon, build_network
 from mapcvd.store.episodes import EpisodeWriter
-from mapcvd.store.replay import ActorWriter, latest_weights_version, read_weights
+from mapcvd.store.replay import ActorWriter
+from mapcvd.store.weights import latest_weights_version, read_weights
 
 
 def actor_log_path(actor: int) -> str:
@@ -82,7 +84,7 @@ class NStepEmitter:
         returns, boot, discounts = returns[ts], boot[ts], discounts[ts]
         q_now = np.array([self.q[t][self.actions[t]] for t in ts])
         q_boot = np.array([0.0 if self.q[b] is None else float(np.max(self.q[b])) for b in boot])
-        priority = np.abs(returns + discounts * q_boot - q_now) + 1e-3
+        priority = base_priority(returns + discounts * q_boot - q_now)  # |TD| + floor
         self.emitted = int(ts[-1]) + 1
         return {
             "state": np.stack([self.states[t] for t in ts]),

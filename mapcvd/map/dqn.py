@@ -157,13 +157,6 @@ def dqn_loss(online: nn.Module, target: nn.Module, batch: Batch, *, double: bool
     return loss, (y - q).detach().abs()
 
 
-def importance_weights(priorities: np.ndarray, total: float, size: int, beta: float) -> np.ndarray:
-    """Prioritized-replay importance weights ``(N P_i)^-beta``, normalised by the batch maximum."""
-    probabilities = np.asarray(priorities, dtype=np.float64) / total
-    weights = (size * probabilities) ** (-beta)
-    return (weights / weights.max()).astype(np.float32)
-
-
 class DQNLearner:
     """Online and target networks, an optimiser and the update step.
 

@@ -1,17 +1,17 @@
 """The MAP learner loop: prioritized replay from the store, DQN updates, weight publication.
 
 One learner (Chen et al., MAP, seed 000; Ape-X, Horgan et al., arXiv:1803.00933)
-ingests the actors' transitions from the Zarr replay, keeps them in an in-memory
-cache indexed by replay slot with a float64 sum tree of ``p^alpha``
-(:class:`~mapcvd.map.sumtree.SumTree`), samples batches proportionally to priority
-with importance weights ``(N P_i)^-beta`` (beta annealed to 1), takes double-DQN
-n-step Huber steps (:class:`~mapcvd.map.dqn.DQNLearner`), writes the new priorities
-back and publishes its weights (with a metrics row) every ``publish_every`` updates but
+ingests the actors' transitions from the Zarr replay into a prioritized replay
+(:class:`~mapcvd.map.prioritized.PrioritizedReplay`, Schaul et al., arXiv:1511.05952:
+an in-memory cache indexed by replay slot, a sum tree of ``p^alpha``, importance
+weights ``(N P_i)^-beta`` with beta annealed to 1, a cap on updates per transition),
+samples batches proportionally to priority, takes double-DQN n-step Huber steps
+(:class:`~mapcvd.map.dqn.DQNLearner`), writes the new priorities back and publishes its weights (with a metrics row) every ``publish_every`` updates but
 at most once per ``publish_seconds``: a publication costs tens of ms of store I/O, so a
 fast (GPU) learner publishing by count alone would spend its time writing.
 
 Resume: the ingest cursors and priorities are checkpointed together
-(:meth:`~mapcvd.store.replay.LearnerReplay.checkpoint`); a new learner reloads the
+(:meth:`~mapcvd.store.learner_state.LearnerReplay.checkpoint`); a new learner reloads the
 cached rows still in the actors' rings with their saved priorities, continues from
 the last published weights, and polls exactly what was committed after the cursors.
 The optimiser's moments and the target network are not checkpointed: on resume the
@@ -27,64 +27,24 @@ import time
 
 import numpy as np
 
-from mapcvd.map.dqn import Batch, DQNLearner, importance_weights
-from mapcvd.map.sumtree import SumTree
+from mapcvd.map.dqn import Batch, DQNLearner
+from mapcvd.map.prioritized import PrioritizedReplay
 from mapcvd.map.system import build_network
-from mapcvd.store.replay import INGEST_PATH, LearnerReplay
-
-#: Small constant added to |TD| so that no transition's priority is zero.
-PRIORITY_EPSILON = 1e-3
+from mapcvd.store.learner_state import LearnerReplay
 
 
-class ReplayCache:
-    """The learner's in-memory copy of the replay, indexed by learner-wide slot.
+def to_batch(transitions: dict, weights: np.ndarray) -> Batch:
+    """Sampled transitions (:meth:`PrioritizedReplay.sample`) as a :class:`~mapcvd.map.dqn.Batch` of tensors."""
+    import torch  # noqa: PLC0415
 
-    Parameters
-    ----------
-    size
-        Number of slots (actors x ring capacity).
-    state_shape
-        Shape of one state grid.
-    dtype
-        Storage dtype of the grids (the store's, float16 by default).
-    """
-
-    def __init__(self, size: int, state_shape: tuple, dtype):
-        self.state = np.zeros((size, *state_shape), dtype=dtype)
-        self.next_state = np.zeros((size, *state_shape), dtype=dtype)
-        self.action = np.zeros(size, dtype=np.int64)
-        self.reward = np.zeros(size, dtype=np.float32)
-        self.discount = np.zeros(size, dtype=np.float32)
-        self.filled = np.zeros(size, dtype=bool)
-
-    def put(self, rows: dict) -> np.ndarray:
-        """Store polled rows (with their ``"slot"``); return the slots."""
-        slots = rows["slot"]
-        self.state[slots] = rows["state"]
-        self.next_state[slots] = rows["next_state"]
-        self.action[slots] = rows["action"]
-        self.reward[slots] = rows["reward"]
-        self.discount[slots] = rows["discount"]
-        self.filled[slots] = True
-        return slots
-
-    @property
-    def size(self) -> int:
-        """Slots holding a transition."""
-        return int(self.filled.sum())
-
-    def batch(self, slots: np.ndarray, weights: np.ndarray):
-        """The transitions at ``slots`` as a :class:`~mapcvd.map.dqn.Batch` of tensors."""
-        import torch  # noqa: PLC0415
-
-        return Batch(
-            torch.from_numpy(self.state[slots].astype(np.float32)),
-            torch.from_numpy(self.action[slots]),
-            torch.from_numpy(self.reward[slots]),
-            torch.from_numpy(self.next_state[slots].astype(np.float32)),
-            torch.from_numpy(self.discount[slots]),
-            torch.from_numpy(weights),
-        )
+    return Batch(
+        torch.from_numpy(transitions["state"].astype(np.float32)),
+        torch.from_numpy(transitions["action"]),
+        torch.from_numpy(transitions["reward"]),
+        torch.from_numpy(transitions["next_state"].astype(np.float32)),
+        torch.from_numpy(transitions["discount"]),
+        torch.from_numpy(weights),
+    )
 
 
 def choose_device(name: str) -> str:
@@ -99,19 +59,6 @@ def choose_device(name: str) -> str:
 def state_dict_arrays(net) -> dict[str, np.ndarray]:
     """A network's parameters as numpy arrays (what the store holds; never pickles)."""
     return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
-
-
-def trained_seconds(root) -> float:
-    """Seconds the learner of the campaign at ``root`` has trained, over all sessions.
-
-    Read from its last ingest checkpoint (written every ``checkpoint_seconds`` and at
-    the end), so a session killed without warning loses at most that much; 0 before
-    any checkpoint.
-    """
-    checkpoint = root.get(INGEST_PATH)
-    if checkpoint is None or checkpoint.attrs.get("latest") is None:
-        return 0.0
-    return float(LearnerReplay(root).meta.get("trained_seconds", 0.0))
 
 
 def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
@@ -144,7 +91,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
         ``train_seconds`` (inside torch updates), ``ingest_seconds`` (polling the
         store into the cache and tree), ``startup_seconds`` (network, weights, resume
         reload), ``seconds``, ``trained_seconds`` (over all sessions, see
-        :func:`trained_seconds`).
+        :func:`mapcvd.store.metrics.trained_seconds`).
     """
     import torch  # noqa: PLC0415
 
@@ -170,13 +117,9 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     if loaded is None:
         replay.save_weights(state_dict_arrays(net), version=0, meta={"updates": 0})
 
-    alpha = table["priority_alpha"]
-    size = spec.n_actors * spec.capacity
-    cache = ReplayCache(size, (spec.channels, spec.points, spec.points, spec.points), np.dtype(spec.state_dtype))
-    tree = SumTree(size)
+    per = PrioritizedReplay.from_table(table, spec)
     for rows in replay.reload().values():  # resume: rows ingested before, saved priorities
-        slots = cache.put(rows)
-        tree.update(slots, replay.priorities.reshape(-1)[slots].astype(np.float64) ** alpha)
+        per.add(rows, replay.priorities.reshape(-1)[rows["slot"]])
     rng = np.random.default_rng([seed, 1, updates])
     startup_seconds = time.perf_counter() - start
     ingest_seconds = 0.0
@@ -185,17 +128,21 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     train_seconds = 0.0
     last_checkpoint = time.time()
     window_start, window_samples = time.perf_counter(), 0
+
+    def checkpoint(trained: float) -> None:
+        replay.checkpoint(updates, meta={"updates": updates, "ingested": ingested_total,
+                                         "weights_version": version, "trained_seconds": trained})
+
     while True:
         now = time.time()
+        # ingest: new transitions with the actors' initial priorities
         t0 = time.perf_counter()
         for rows in replay.poll(max_per_actor=spec.capacity // 2).values():
-            slots = cache.put(rows)
-            tree.update(slots, rows["priority0"].astype(np.float64) ** alpha)
-            ingested += len(slots)
-            ingested_total += len(slots)
+            n = len(per.add(rows))
+            ingested += n
+            ingested_total += n
         ingest_seconds += time.perf_counter() - t0
-        allowed = table["updates_per_transition"] * ingested_total
-        can_train = cache.size >= table["learning_starts"] and updates < allowed
+        can_train = len(per) >= table["learning_starts"] and per.may_update(updates, ingested_total)
         if max_updates is not None and updates >= max_updates:
             break
         if now >= deadline:
@@ -203,19 +150,18 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
         if not can_train:
             time.sleep(poll_seconds)
             continue
-        for _ in range(max(1, int(min(8, allowed - updates)))):
-            beta = table["priority_beta0"] + (1 - table["priority_beta0"]) * min(1.0, updates / table["beta_updates"])
-            slots, priorities = tree.sample(table["batch"], rng)
-            weights = importance_weights(priorities, tree.total, cache.size, beta)
+        for _ in range(max(1, int(min(8, per.update_budget(updates, ingested_total))))):
+            # sample -> train step -> update priorities
+            beta = per.beta(updates)
+            slots, transitions, weights = per.sample(table["batch"], rng, beta)
             t0 = time.perf_counter()
-            loss, td = learner.train_step(cache.batch(slots, weights))
+            loss, td = learner.train_step(to_batch(transitions, weights))
             train_seconds += time.perf_counter() - t0
-            new = np.abs(td).astype(np.float64) + PRIORITY_EPSILON
-            tree.update(slots, new**alpha)
-            replay.update_priorities(slots, new)
+            replay.update_priorities(slots, per.update_priorities(slots, td))  # the store keeps |td| + floor
             updates += 1
             window_samples += len(slots)
             losses.append(loss)
+            # publish weights and a metrics row
             since = time.perf_counter() - window_start
             if updates - version >= table["publish_every"] and since >= table["publish_seconds"]:
                 window = updates - version
@@ -224,27 +170,24 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
                 elapsed = time.perf_counter() - window_start
                 replay.log_metrics(updates, {
                     "loss": float(np.mean(losses[-window:])),
-                    "replay_size": cache.size, "ingested": ingested_total, "beta": beta,
+                    "replay_size": len(per), "ingested": ingested_total, "beta": beta,
                     "samples_per_s": window_samples / max(elapsed, 1e-9),
                     "lost": float(replay.lost.sum()), "weights_version": version,
                 })
                 window_start, window_samples = time.perf_counter(), 0
             if max_updates is not None and updates >= max_updates:
                 break
-        if tree.drift() > 1e-4:
-            tree.rebuild()
+        per.maintain()
+        # checkpoint the ingest state
         if time.time() - last_checkpoint >= table["checkpoint_seconds"]:
-            replay.checkpoint(updates, meta={"updates": updates, "ingested": ingested_total,
-                                             "weights_version": version,
-                                             "trained_seconds": trained_before + time.time() - session_start})
+            checkpoint(trained_before + time.time() - session_start)
             last_checkpoint = time.time()
     if updates != version:
         version = updates
         replay.save_weights(state_dict_arrays(learner.online), version=version, meta={"updates": updates})
     trained = trained_before + time.time() - session_start
-    replay.checkpoint(updates, meta={"updates": updates, "ingested": ingested_total, "weights_version": version,
-                                     "trained_seconds": trained})
-    return {"updates": updates, "new_updates": len(losses), "ingested": ingested, "replay_size": cache.size,
+    checkpoint(trained)
+    return {"updates": updates, "new_updates": len(losses), "ingested": ingested, "replay_size": len(per),
             "weights_version": version, "device": device, "lost": int(replay.lost.sum()), "trained_seconds": trained,
             "mean_loss": float(np.mean(losses)) if losses else float("nan"),
             "train_seconds": train_seconds, "ingest_seconds": ingest_seconds, "startup_seconds": startup_seconds,

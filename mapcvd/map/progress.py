@@ -10,7 +10,7 @@ import numpy as np
 
 from mapcvd.store.episodes import EpisodeLog, episode_logs
 from mapcvd.store.layout import EPISODES_PARENT
-from mapcvd.store.replay import read_metrics
+from mapcvd.store.metrics import read_metrics
 
 
 def actor_logs(root) -> dict[int, EpisodeLog]:
