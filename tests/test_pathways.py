@@ -21,7 +21,7 @@ from ase.build import bulk
 from mapcvd.config import defaults, validate
 from mapcvd.errors import InputError
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
-from mapcvd.map.evaluate import evaluation_log_path
+from mapcvd.store.layout import evaluation_path
 from mapcvd.map.system import build_system
 from mapcvd.pathways.segments import Segment, profile_of, segment_profile, stitch
 from mapcvd.pathways.store import begin_pathway, read_pathway, read_ranking, write_segment
@@ -87,7 +87,7 @@ def _make_lj_store(path, site: str):
         summary, steps, frames = log_rows(env, played, episode=0, epsilon=0.0, weights_version=-1)
     finally:
         env.close()
-    writer = EpisodeWriter(root, evaluation_log_path("greedy"), n_atoms=len(atoms), summary_fields=SUMMARY_FIELDS,
+    writer = EpisodeWriter(root, evaluation_path("greedy"), n_atoms=len(atoms), summary_fields=SUMMARY_FIELDS,
                            step_fields=STEP_FIELDS, frames=True)
     writer.append(summary, steps, frames)
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mapcvd.errors import ConfigError, InputError, MapcvdError
-from mapcvd.store.layout import CVD_STAGES, MAP_STAGES, STAGES
+from mapcvd.store.layout import CVD_STAGES, MAP_STAGES, STAGES, evaluation_path
 from mapcvd.timing import timed_app
 
 __all__ = ["CVD_STAGES", "MAP_STAGES", "STAGES", "campaign_site", "check_campaign", "run_campaign"]
@@ -164,7 +164,6 @@ def _map_branch(config: dict, store_path: str, *, max_episodes: int | None, max_
     from mapcvd.workflows.map_training import run_map_evaluation, run_map_training  # noqa: PLC0415
     from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
 
-    from mapcvd.map.evaluate import evaluation_log_path  # noqa: PLC0415
     from mapcvd.store.metrics import trained_seconds  # noqa: PLC0415
 
     table = config["map"]
@@ -195,7 +194,7 @@ def _map_branch(config: dict, store_path: str, *, max_episodes: int | None, max_
             def evaluate(policy=policy):
                 from mapcvd.store import set_stage_status  # noqa: PLC0415
 
-                left = table["eval_episodes"] - _stored_episodes(group, evaluation_log_path(policy))
+                left = table["eval_episodes"] - _stored_episodes(group, evaluation_path(policy))
                 if left <= 0:  # an interrupted run had stored them all
                     set_stage_status(group, f"map_evaluate_{policy}", "done")
                     return None

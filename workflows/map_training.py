@@ -21,9 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import as_completed
 
 from mapcvd.errors import InputError
+from mapcvd.store.layout import ATOMS_KIND, MAP_STRUCTURE_PATH, evaluation_path
 from mapcvd.timing import timed_app
 
-STRUCTURE_PATH = "map/structure"
 
 
 # ----------------------------------------------------------------- the apps
@@ -67,7 +67,7 @@ def stored_system(root, table: dict):
     from mapcvd.map.system import build_system  # noqa: PLC0415
     from mapcvd.store.atoms import read_atoms  # noqa: PLC0415
 
-    atoms, _ = read_atoms(root, STRUCTURE_PATH)
+    atoms, _ = read_atoms(root, MAP_STRUCTURE_PATH)
     return build_system(table, atoms)
 
 
@@ -94,8 +94,8 @@ def prepare_map(group, table: dict, structure: str | None = None):
     from mapcvd.store.atoms import read_atoms, write_atoms  # noqa: PLC0415
     from mapcvd.store.replay import create_replay  # noqa: PLC0415
 
-    if STRUCTURE_PATH in group and group[STRUCTURE_PATH].attrs.get("kind") == "mapcvd-atoms":
-        atoms, attrs = read_atoms(group, STRUCTURE_PATH)
+    if MAP_STRUCTURE_PATH in group and group[MAP_STRUCTURE_PATH].attrs.get("kind") == ATOMS_KIND:
+        atoms, attrs = read_atoms(group, MAP_STRUCTURE_PATH)
         if structure is not None:
             given = read_structure(structure)
             same = len(given) == len(atoms) and (given.numbers == atoms.numbers).all() and \
@@ -110,7 +110,7 @@ def prepare_map(group, table: dict, structure: str | None = None):
         source = structure or table["structure"]
         atoms = read_structure(source)
         system = build_system(table, atoms)
-        write_atoms(group, STRUCTURE_PATH, atoms, attrs={"source": str(source), "guided": system.guided.tolist()})
+        write_atoms(group, MAP_STRUCTURE_PATH, atoms, attrs={"source": str(source), "guided": system.guided.tolist()})
     create_replay(group, replay_spec(table, system.channels))
     return system
 
@@ -207,7 +207,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
 
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
-    from mapcvd.map.evaluate import POLICIES, evaluation_log_path  # noqa: PLC0415
+    from mapcvd.map.evaluate import POLICIES  # noqa: PLC0415
     from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
     from mapcvd.store.weights import read_weights  # noqa: PLC0415
@@ -223,7 +223,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
         if loaded is None:
             raise InputError("the store holds no trained weights: run 'mapcvd map train' first")
         weights = loaded[0]
-    writer = EpisodeWriter(group, evaluation_log_path(policy), n_atoms=len(system.atoms),
+    writer = EpisodeWriter(group, evaluation_path(policy), n_atoms=len(system.atoms),
                            summary_fields=SUMMARY_FIELDS, step_fields=STEP_FIELDS, frames=True)
     first = writer.count
     rows = []
@@ -240,7 +240,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     progress = [r["progress_A"] for r in rows]
     return {"policy": policy, "episodes": len(rows), "mean_progress_A": float(np.mean(progress)),
             "mean_return": float(np.mean([r["return"] for r in rows])), "progress_A": progress,
-            "log": evaluation_log_path(policy)}
+            "log": evaluation_path(policy)}
 
 
 def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log: Callable[[str], None] = print,

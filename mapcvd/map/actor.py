@@ -25,13 +25,9 @@ from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episo
 from mapcvd.map.prioritized import base_priority
 from mapcvd.map.system import MapSystem, actor_epsilon, build_network
 from mapcvd.store.episodes import EpisodeWriter
+from mapcvd.store.layout import actor_episodes_path
 from mapcvd.store.replay import ActorWriter
 from mapcvd.store.weights import latest_weights_version, read_weights
-
-
-def actor_log_path(actor: int) -> str:
-    """Episode log of actor ``actor``."""
-    return f"map/episodes/actor_{int(actor):03d}"
 
 
 class NStepEmitter:
@@ -138,7 +134,7 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
     net = build_network(table, system.channels, seed)
     net.eval()
     writer = ActorWriter(root, actor)
-    log = EpisodeWriter(root, actor_log_path(actor), n_atoms=len(system.atoms), summary_fields=SUMMARY_FIELDS,
+    log = EpisodeWriter(root, actor_episodes_path(actor), n_atoms=len(system.atoms), summary_fields=SUMMARY_FIELDS,
                         step_fields=STEP_FIELDS, frames=table["training_frames"])
     version = -1
 

@@ -19,11 +19,6 @@ from mapcvd.timing import measure
 POLICIES = ("greedy", "random")
 
 
-def evaluation_log_path(policy: str) -> str:
-    """Episode log of the evaluation episodes of ``policy``."""
-    return f"map/evaluation/{policy}"
-
-
 def evaluate_episode(system: MapSystem, table: dict, *, policy: str, weights: dict | None, seed: int,
                      episode: int) -> tuple[dict, dict, np.ndarray]:
     """Play one evaluation episode; return its log rows (summary, steps, frames).

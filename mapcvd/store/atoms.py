@@ -7,6 +7,7 @@ import zarr
 from ase import Atoms
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import ATOMS_KIND
 
 
 def write_atoms(root: zarr.Group, path: str, atoms: Atoms, *, attrs: dict | None = None) -> zarr.Group:
@@ -20,7 +21,7 @@ def write_atoms(root: zarr.Group, path: str, atoms: Atoms, *, attrs: dict | None
     group.create_array("positions", data=np.asarray(atoms.positions, dtype=np.float64), overwrite=True)
     group.create_array("cell", data=np.asarray(atoms.cell[:], dtype=np.float64), overwrite=True)
     group.create_array("pbc", data=np.asarray(atoms.pbc, dtype=bool), overwrite=True)
-    group.update_attributes({**(attrs or {}), "kind": "mapcvd-atoms", "natoms": len(atoms)})
+    group.update_attributes({**(attrs or {}), "kind": ATOMS_KIND, "natoms": len(atoms)})
     return group
 
 
@@ -31,7 +32,7 @@ def read_atoms(root: zarr.Group, path: str) -> tuple[Atoms, dict]:
     except KeyError:
         raise StoreError(f"no structure at {path} in the store") from None
     attrs = dict(group.attrs)
-    if attrs.get("kind") != "mapcvd-atoms":
+    if attrs.get("kind") != ATOMS_KIND:
         raise StoreError(f"{path} in the store is not a complete structure")
     atoms = Atoms(numbers=np.asarray(group["numbers"][:]), positions=np.asarray(group["positions"][:]),
                   cell=np.asarray(group["cell"][:]), pbc=np.asarray(group["pbc"][:]))

@@ -35,9 +35,9 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import EPISODE_LOG_KIND
 from mapcvd.store.replay import fresh_group as _fresh
 
-EPISODE_LOG_KIND = "mapcvd-episode-log"
 _CHUNK_ROWS = 256
 _FRAME_CHUNK = 8
 

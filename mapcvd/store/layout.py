@@ -29,6 +29,8 @@ CVD (Rajak et al., npj Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-0053
 from __future__ import annotations
 
 __all__ = [
+    "ACTOR_KIND", "ATOMS_KIND", "INGEST_PATH", "LEARNER_KIND", "LEARNER_PATH", "METRICS_PATH", "REPLAY_KIND",
+    "REPLAY_PATH", "WEIGHTS_PATH",
     "AGENT_PREFIXES", "CAMPAIGN_KIND", "CVD_STAGES", "DATASET_PATH", "EPISODES_PARENT", "EPISODE_LOG_KIND",
     "EVALUATION_PARENT", "MAP_STAGES", "MAP_STRUCTURE_PATH", "NADE_RESULTS", "NADE_WEIGHTS", "PATHWAYS_KIND",
     "PATHWAYS_PATH", "PATHWAY_KIND", "RUN_TABLE_KIND", "STAGES", "VALIDATION_PATH", "actor_episodes_path",
@@ -37,6 +39,10 @@ __all__ = [
 
 # ------------------------------------------------------------------------- kinds
 CAMPAIGN_KIND = "mapcvd-campaign"
+ATOMS_KIND = "mapcvd-atoms"
+REPLAY_KIND = "mapcvd-replay"
+ACTOR_KIND = "mapcvd-replay-actor"
+LEARNER_KIND = "mapcvd-replay-learner"
 EPISODE_LOG_KIND = "mapcvd-episode-log"
 PATHWAYS_KIND = "mapcvd-pathways"
 PATHWAY_KIND = "mapcvd-pathway"
@@ -44,6 +50,11 @@ RUN_TABLE_KIND = "mapcvd-cvd-runs"
 
 # --------------------------------------------------------------------------- MAP
 MAP_STRUCTURE_PATH = "map/structure"
+REPLAY_PATH = "map/replay"
+LEARNER_PATH = "map/learner"
+WEIGHTS_PATH = f"{LEARNER_PATH}/weights"
+INGEST_PATH = f"{LEARNER_PATH}/ingest"
+METRICS_PATH = f"{LEARNER_PATH}/metrics"
 EPISODES_PARENT = "map/episodes"
 EVALUATION_PARENT = "map/evaluation"
 PATHWAYS_PATH = "map/pathways"

@@ -18,7 +18,8 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
-from mapcvd.store.replay import INGEST_PATH, METRICS_PATH, fresh_group
+from mapcvd.store.layout import INGEST_PATH, METRICS_PATH
+from mapcvd.store.replay import fresh_group
 
 __all__ = ["append_metrics", "read_metrics", "trained_seconds"]
 

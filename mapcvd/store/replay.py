@@ -75,6 +75,16 @@ import numpy as np
 import zarr
 
 from mapcvd.errors import StoreError
+from mapcvd.store.layout import (
+    ACTOR_KIND,
+    INGEST_PATH,
+    LEARNER_KIND,
+    LEARNER_PATH,
+    METRICS_PATH,
+    REPLAY_KIND,
+    REPLAY_PATH,
+    WEIGHTS_PATH,
+)
 
 __all__ = [
     "ACTOR_KIND",
@@ -94,14 +104,6 @@ __all__ = [
     "open_replay",
 ]
 
-REPLAY_PATH = "map/replay"
-LEARNER_PATH = "map/learner"
-WEIGHTS_PATH = f"{LEARNER_PATH}/weights"
-INGEST_PATH = f"{LEARNER_PATH}/ingest"
-METRICS_PATH = f"{LEARNER_PATH}/metrics"
-REPLAY_KIND = "mapcvd-replay"
-ACTOR_KIND = "mapcvd-replay-actor"
-LEARNER_KIND = "mapcvd-replay-learner"
 
 _STATE_DTYPES = ("float16", "float32")
 

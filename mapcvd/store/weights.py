@@ -16,7 +16,8 @@ import numpy as np
 import zarr
 
 from mapcvd.store.campaign import read_array_checkpoint, write_array_checkpoint
-from mapcvd.store.replay import WEIGHTS_PATH, fresh_group
+from mapcvd.store.layout import WEIGHTS_PATH
+from mapcvd.store.replay import fresh_group
 
 __all__ = ["latest_weights_version", "read_weights", "write_weights"]
 
