@@ -15,7 +15,9 @@ DataFlowKernel per process at a time), two branches from two driver threads:
   (:mod:`mapcvd.cvd.learning`, in the driver) -> reactive-MD validation apps of the
   agent's best schedules (:func:`~mapcvd.workflows.cvd_validate.validate_agent`).
 
-Every stage records its status in the store (:data:`MAP_STAGES`, :data:`CVD_STAGES`).
+Every stage records its status in the store (:data:`MAP_STAGES`, :data:`CVD_STAGES`); the stages of
+each branch are the methods of :class:`~mapcvd.workflows.campaign_stages.MapStages` and
+:class:`~mapcvd.workflows.campaign_stages.CvdStages`.
 Resume: a stage already ``done`` is skipped; the others continue from what the store
 holds (MAP training from its replay and weights, for what is left of ``map.minutes``,
 the campaign's whole training budget, counted by the learner's checkpoints; the dataset
@@ -37,8 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mapcvd.errors import ConfigError, InputError, MapcvdError
-from mapcvd.store.layout import CVD_STAGES, MAP_STAGES, STAGES, evaluation_path
-from mapcvd.timing import timed_app
+from mapcvd.store.layout import CVD_STAGES, MAP_STAGES, STAGES
+from mapcvd.workflows.campaign_stages import CvdStages, MapStages
 
 __all__ = ["CVD_STAGES", "MAP_STAGES", "STAGES", "campaign_site", "check_campaign", "run_campaign"]
 
@@ -100,15 +102,6 @@ def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | N
     return workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra))
 
 
-def _stored_episodes(group, path: str) -> int:
-    from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
-
-    try:
-        return len(EpisodeLog(group, path)) if path in group else 0
-    except Exception:  # noqa: BLE001 - an unreadable log counts as empty; the driver rewrites it
-        return 0
-
-
 class _Branch:
     """One branch of stages run in a daemon thread; remembers its stages, results and error."""
 
@@ -157,120 +150,6 @@ class _Branch:
 
         self.thread = threading.Thread(target=run, name=f"campaign-{self.name}", daemon=True)
         self.thread.start()
-
-
-def _map_branch(config: dict, store_path: str, *, max_episodes: int | None, max_updates: int | None,
-                submitted: threading.Event):
-    from mapcvd.workflows.map_training import run_map_evaluation, run_map_training  # noqa: PLC0415
-    from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
-
-    from mapcvd.store.metrics import trained_seconds  # noqa: PLC0415
-
-    table = config["map"]
-
-    def body(branch: _Branch) -> None:
-        group, log = branch.group, branch.log
-        def train():
-            from mapcvd.store import set_stage_status  # noqa: PLC0415
-
-            left = 60.0 * table["minutes"] - trained_seconds(group)
-            if left < 60.0 * table["minutes"]:
-                log(f"map_train: {(60.0 * table['minutes'] - left) / 60:.1f} of {table['minutes']:g} min "
-                    f"trained before; {max(left, 0.0) / 60:.1f} min left")
-            if left < 1.0:  # a session killed after its budget: its weights are final
-                set_stage_status(group, "map_train", "done")
-                return None
-            return run_map_training({**config, "map": {**table, "minutes": left / 60.0}}, group, store_path, None,
-                                    log=log, max_episodes=max_episodes, max_updates=max_updates,
-                                    on_submitted=submitted.set)
-
-        try:
-            trained = branch.stage("map_train", train)
-        finally:
-            submitted.set()  # skipped or failed: the CVD branch need not wait
-        if not trained:
-            return
-        for policy in ("greedy", "random"):
-            def evaluate(policy=policy):
-                from mapcvd.store import set_stage_status  # noqa: PLC0415
-
-                left = table["eval_episodes"] - _stored_episodes(group, evaluation_path(policy))
-                if left <= 0:  # an interrupted run had stored them all
-                    set_stage_status(group, f"map_evaluate_{policy}", "done")
-                    return None
-                return run_map_evaluation(config, group, store_path, None, policy=policy, episodes=left, log=log)
-
-            if not branch.stage(f"map_evaluate_{policy}", evaluate):
-                return
-        branch.stage("map_paths", lambda: run_pathways(config, group, store_path, None, log=log,
-                                                       **pathway_settings(table)))
-
-    return body
-
-
-def _cvd_branch(config: dict, *, run_fn, after: threading.Event):
-    from mapcvd.workflows.cvd_dataset import run_dataset  # noqa: PLC0415
-    from mapcvd.workflows.cvd_validate import validate_agent  # noqa: PLC0415
-
-    from mapcvd.cvd.learning import fit_agent, fit_nade, rmd_settings  # noqa: PLC0415
-
-    def body(branch: _Branch) -> None:
-        group, log = branch.group, branch.log
-        rmd, species = rmd_settings(config)
-        after.wait()  # the MAP actors are submitted first, so they get their workers
-        ok = branch.stage("cvd_dataset", lambda: run_dataset(
-            group, None, config=config, runs=config["cvd_learning"]["runs"], rmd=rmd, species=species,
-            run_fn=run_fn, log=log, progress=_dataset_events(log)))
-        ok = ok and branch.stage("cvd_nade", lambda: _summary(timed_app(fit_nade)(group, config, log=log),
-                                                            ("version", "n", "mae_free_run", "seconds")))
-        ok = ok and branch.stage("cvd_agent", lambda: _summary(
-            timed_app(fit_agent)(group, config, surrogate="store", log=log),
-            ("comparison", "policy_version", "seconds", "max_2h")))
-        branch.stage("cvd_agent_paper", lambda: _reference_agent(group, config, log))  # needs no dataset
-        ok and branch.stage("cvd_validate", lambda: validate_agent(group, None, config=config, run_fn=run_fn,
-                                                                   log=log)["report"])
-
-    return body
-
-
-def _reference_agent(group, config: dict, log: Callable[[str], None]) -> dict | None:
-    """The agent on ``cvd_learning.reference_surrogate`` and its optimised upper reference
-    (stage ``cvd_agent_paper``); None when 'none'."""
-    from mapcvd.cvd.learning import fit_agent  # noqa: PLC0415
-    from mapcvd.cvd.optimise import fit_optimum  # noqa: PLC0415
-    from mapcvd.cvd.validation import fraction_sum_error  # noqa: PLC0415
-    from mapcvd.store import set_stage_status  # noqa: PLC0415
-
-    reference = config["cvd_learning"]["reference_surrogate"]
-    if reference == "none":
-        set_stage_status(group, "cvd_agent_paper", "done")
-        return None
-    fit = timed_app(fit_agent)(group, config, surrogate=reference, updates=config["cvd_learning"]["reference_updates"],
-                               log=log)
-    if fit["surrogate"].stage != "cvd_agent_paper":  # a file: its own stage is done, so is this one
-        set_stage_status(group, "cvd_agent_paper", "done")
-    best = fit["best"]
-    optimum = fit_optimum(group, config, fit["surrogate"], log=log)
-    return {**_summary(fit, ("comparison", "policy_version", "seconds")), "surrogate": fit["surrogate"].label,
-            "best_return": float(best["returns"][0]), "best_schedule": best["schedules"][0].tolist(),
-            "best_sum_error": float(fraction_sum_error(best["z"][0])),
-            "optimum": None if optimum is None else _summary(optimum, ("mean_return", "best_return", "seconds"))}
-
-
-def _summary(result: dict, keys: tuple[str, ...]) -> dict:
-    return {k: result[k] for k in keys}
-
-
-def _dataset_events(log: Callable[[str], None]) -> Callable[[dict], None]:
-    def on_event(e: dict) -> None:
-        if e["event"] == "start":
-            log(f"cvd_dataset: {e['total']} reactive-MD runs submitted")
-        elif e["event"] == "done":
-            log(f"cvd_dataset: run {e['row']} done ({e['done']}/{e['total']})")
-        else:
-            log(f"cvd_dataset: run {e['row']} {e['event']}: {e['message']}")
-
-    return on_event
 
 
 def run_campaign(config: dict, group, store_path: str, parsl_config, *, log: Callable[[str], None] = print,
@@ -328,9 +207,9 @@ def run_campaign(config: dict, group, store_path: str, parsl_config, *, log: Cal
     try:
         with run_parsl(parsl_config):
             submitted = threading.Event()
-            branches[0].start(_map_branch(config, str(store_path), max_episodes=max_episodes,
-                                          max_updates=max_updates, submitted=submitted))
-            branches[1].start(_cvd_branch(config, run_fn=run_fn, after=submitted))
+            branches[0].start(MapStages(config, str(store_path), max_episodes=max_episodes,
+                                        max_updates=max_updates, submitted=submitted).run)
+            branches[1].start(CvdStages(config, run_fn=run_fn, after=submitted).run)
             try:
                 while any(b.thread.is_alive() for b in branches):
                     time.sleep(poll_s)
