@@ -46,6 +46,7 @@ from mapcvd.cvd.phases import PHASES, classify_mo
 from mapcvd.cvd.ranges import PAPER_RANGES, ScheduleRanges
 from mapcvd.cvd.schedule import validate_schedule
 from mapcvd.cvd.species import Molecules, find_molecules
+from mapcvd.config import check_settings, setting, settings_from
 from mapcvd.errors import InputError, MDError
 
 #: Order of the gas counts in ``RmdResult.gas_counts`` (as in the schedule's columns 1..3).
@@ -66,6 +67,8 @@ class GasInsertionError(MDError):
 @dataclass(frozen=True)
 class RmdSettings:
     """Settings of one staged run, built from the ``[cvd]`` config table by :meth:`from_config`.
+
+    Every default and range is the ``[cvd]`` key's in :data:`mapcvd.config.SCHEMA`.
 
     Attributes (config key of the ``[cvd]`` table in brackets)
     ----------------------------------------------------------
@@ -99,42 +102,32 @@ class RmdSettings:
         inserts more, and the vacuum runs out of room within a few stages.
     """
 
-    n_mo: int = 16
-    vacuum_A: float = 40.0
-    stage_ps: float = 0.1
-    timestep_fs: float = 0.25
-    damping_fs: float = 25.0
-    min_distance_A: float = 3.0
-    neighbor_skin_A: float = 1.0
-    rescale_velocities: bool = True
-    relax_iterations: int = 25
-    n_stages: int = 20
-    exhaust_products: bool = True
+    n_mo: int = setting("cvd", "n_mo")
+    vacuum_A: float = setting("cvd", "vacuum_A")
+    stage_ps: float = setting("cvd", "stage_ps")
+    timestep_fs: float = setting("cvd", "timestep_fs")
+    damping_fs: float = setting("cvd", "damping_fs")
+    min_distance_A: float = setting("cvd", "min_distance_A")
+    neighbor_skin_A: float = setting("cvd", "neighbor_skin_A")
+    rescale_velocities: bool = setting("cvd", "rescale_velocities")
+    relax_iterations: int = setting("cvd", "relax_iterations")
+    n_stages: int = setting("cvd", "n_stages")
+    exhaust_products: bool = setting("cvd", "exhaust_products")
 
     def __post_init__(self) -> None:
+        """SCHEMA's checks, then what it cannot express: the slab size and the steps per stage."""
         from mapcvd.md.moo3 import valid_mo_counts
 
-        if isinstance(self.n_mo, bool) or not isinstance(self.n_mo, (int, np.integer)) or self.n_mo < 8:
-            raise InputError(f"cvd n_mo must be an integer >= 8, got {self.n_mo!r}")
+        check_settings(self)
         if not valid_mo_counts(int(self.n_mo), int(self.n_mo)):
             raise InputError(f"cvd n_mo={self.n_mo} is not a valid alpha-MoO3 slab size (a multiple of 4, aspect <= 3:1)")
-        positive = ("vacuum_A", "stage_ps", "timestep_fs", "damping_fs", "min_distance_A", "neighbor_skin_A")
-        for name in positive:
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise InputError(f"cvd {name} must be a positive number, got {value!r}")
         if self.stage_steps < 2:
             raise InputError(f"cvd stage_ps={self.stage_ps} gives {self.stage_steps} step(s); a stage needs >= 2")
-        if int(self.relax_iterations) < 0:
-            raise InputError(f"cvd relax_iterations must be >= 0, got {self.relax_iterations}")
-        if int(self.n_stages) < 1:
-            raise InputError(f"cvd n_stages must be >= 1, got {self.n_stages}")
 
     @classmethod
     def from_config(cls, table: dict) -> RmdSettings:
-        """Settings from the validated ``[cvd]`` table (missing keys take their defaults)."""
-        names = [f for f in cls.__dataclass_fields__]
-        return cls(**{name: table[name] for name in names if name in table})
+        """Settings from the ``[cvd]`` table (missing keys take SCHEMA's defaults; unknown keys are refused)."""
+        return settings_from(cls, table, section="cvd")
 
     @property
     def stage_steps(self) -> int:
