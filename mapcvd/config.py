@@ -88,7 +88,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "site": Key(str, "local", "Parsl site: threads, local, slurm, pbs or a path to a site file"),
         "store": Key(str, "runs/demo.zarr", "path of the Zarr campaign store"),
     },
-    # [map]: the MAP pathfinder (mapcvd map ...); see mapcvd/map/settings.py
+    # [map]: the MAP pathfinder (mapcvd map ...); typed as MapSettings (mapcvd/map/environment.py) and NebSettings
     "map": {
         # the system: nothing here is specific to water in silica
         "structure": Key(str, "silica-192-water.extxyz",
