@@ -7,15 +7,19 @@ wrong type or a value out of range is refused before any work starts, with a
 one-line :class:`~mapcvd.errors.ConfigError` naming the key and what is allowed.
 
 Later layers add their sections to :data:`SCHEMA` (one declaration per key, one
-place to read what a config may hold).
+place to read what a config may hold). The typed, frozen settings of each stage
+(``MapSettings``, ``NebSettings``, ``RmdSettings``) declare their fields with
+:func:`setting`, so each key's default, range check and doc live here only, and are
+built from a table by the one function :func:`settings_from`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +74,8 @@ class Key:
             )
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"config key '{name}' must be {self.describe()}, got {value!r}")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        low = self.min is not None and value < self.min
+        if low or (self.max is not None and value > self.max) or (self.type is float and math.isnan(value)):
             raise ConfigError(f"config key '{name}' must be {self.describe()} ({self.doc}), got {value!r}")
         return value
 
@@ -83,7 +88,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "site": Key(str, "local", "Parsl site: threads, local, slurm, pbs or a path to a site file"),
         "store": Key(str, "runs/demo.zarr", "path of the Zarr campaign store"),
     },
-    # [map]: the MAP pathfinder (mapcvd map ...); see mapcvd/map/settings.py
+    # [map]: the MAP pathfinder (mapcvd map ...); typed as MapSettings (mapcvd/map/environment.py) and NebSettings
     "map": {
         # the system: nothing here is specific to water in silica
         "structure": Key(str, "silica-192-water.extxyz",
@@ -148,7 +153,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # pathways: piecewise NEB (Henkelman et al. 2000, climbing image) and TST times (mapcvd map paths, neb)
         "neb_images": Key(int, 5, "intermediate NEB images per segment", min=1, max=64),
         "neb_fmax_eV_A": Key(float, 0.1, "NEB force convergence: largest atom force on the band (eV/A)",
-                             min=1e-4, max=10.0),
+                             min=1e-6, max=10.0),
         "neb_climb": Key(bool, True, "climbing image after a first plain relaxation of the band"),
         "neb_max_steps": Key(int, 300, "NEB optimiser steps before a band is reported unconverged", min=1,
                              max=1_000_000),
@@ -330,6 +335,73 @@ def config_from_stored(
     except ConfigError as exc:
         raise ConfigError(f"the configuration stored in {where} does not fit this mapcvd ({exc}); "
                           "pass a config file") from None
+
+
+# ------------------------------------------------------------------ typed settings
+def setting(section: str, key: str | Mapping[str, str]):
+    """A field of a frozen settings dataclass that holds ``[section] key``, with SCHEMA's default.
+
+    ``key`` may be a mapping ``{name: key}``: the field is then a dict of several keys
+    (e.g. ``MapSettings.rewards`` from the ``reward_*`` keys).
+    """
+    if isinstance(key, str):
+        return field(default=SCHEMA[section][key].default, metadata={"config": (section, key)})
+    keys = dict(key)
+    return field(default_factory=lambda: {name: SCHEMA[section][k].default for name, k in keys.items()},
+                 metadata={"config": (section, keys)})
+
+
+def config_fields(cls) -> dict[str, tuple[str, str | dict[str, str]]]:
+    """``{field: (section, key or {name: key})}`` of the fields a settings class declares with :func:`setting`."""
+    return {f.name: f.metadata["config"] for f in fields(cls) if "config" in f.metadata}
+
+
+def config_values(settings) -> dict[str, Any]:
+    """``{field: value}`` of the config fields of a settings instance (JSON-ready, e.g. for a store)."""
+    return {name: getattr(settings, name) for name in config_fields(type(settings))}
+
+
+def check_settings(settings) -> None:
+    """SCHEMA's check of each config field of ``settings`` (call it in ``__post_init__``).
+
+    Raises
+    ------
+    ConfigError
+        Naming the config key whose value does not fit.
+    """
+    for name, (section, key) in config_fields(type(settings)).items():
+        value = getattr(settings, name)
+        pairs = [(key, value)] if isinstance(key, str) else [(key[k], v) for k, v in value.items() if k in key]
+        for k, v in pairs:
+            SCHEMA[section][k].check(f"{section}.{k}", v)
+
+
+def settings_from(cls, table: Mapping[str, Any] | None, *, section: str, **given):
+    """The settings dataclass ``cls`` built from a ``[section]`` table.
+
+    Each field declared with :func:`setting` takes its key's value from ``table``,
+    checked by :func:`validate` (a key the table lacks takes SCHEMA's default);
+    ``given`` sets fields by name on top (None values are ignored: options left out);
+    the other fields keep their own defaults.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown or bad key of the table, a given name that is no field of
+        ``cls``, or a config field of another section.
+    """
+    table = validate({section: dict(table or {})})[section]
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {}
+    for name, (where, key) in config_fields(cls).items():
+        if where != section:
+            raise ConfigError(f"{cls.__name__}.{name} holds a [{where}] key, not one of [{section}]")
+        values[name] = table[key] if isinstance(key, str) else {k: table[v] for k, v in key.items()}
+    values.update({name: value for name, value in given.items() if value is not None})
+    return cls(**values)
 
 
 def default_config_path() -> Path:

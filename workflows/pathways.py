@@ -31,7 +31,8 @@ from concurrent.futures import as_completed
 import numpy as np
 
 from mapcvd.errors import InputError
-from mapcvd.pathways.neb import NebSettings
+from mapcvd.config import config_values
+from mapcvd.pathways.neb import NebSettings, neb_from_map
 from mapcvd.pathways.segments import pathway_time, profile_of, segment_profile, stitch
 from mapcvd.pathways.sources import EpisodeRef, candidate_episodes, episode_label
 from mapcvd.pathways.store import (
@@ -119,15 +120,11 @@ def pathway_settings(table: dict) -> dict:
     -------
     dict
         ``top``, ``temperature_K``, ``distance_A``, ``prominence`` and ``neb_settings``
-        (checked by :class:`~mapcvd.pathways.neb.NebSettings`).
+        (the config fields of :func:`~mapcvd.pathways.neb.neb_from_map`, checked).
     """
-    neb_settings = {"images": table["neb_images"], "climb": table["neb_climb"], "fmax": table["neb_fmax_eV_A"],
-                    "max_steps": table["neb_max_steps"], "spring": table["neb_spring_eV_A2"],
-                    "optimizer": table["neb_optimizer"], "driver": table["neb_driver"]}
-    NebSettings(**neb_settings)
     return {"top": table["paths_top"], "temperature_K": table["tst_temperature_K"],
             "distance_A": 10.0 * table["tst_distance_nm"], "prominence": table["segment_prominence_eV"],
-            "neb_settings": neb_settings}
+            "neb_settings": config_values(neb_from_map(table))}
 
 
 def _finite(value):

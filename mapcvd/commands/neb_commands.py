@@ -57,12 +57,6 @@ def _potential(forcefield: str | None, elements: tuple[str, ...], lammps: tuple[
     return reaxff(path, types)
 
 
-def _map_defaults() -> dict:
-    from mapcvd.config import defaults  # noqa: PLC0415
-
-    return defaults()["map"]
-
-
 # --------------------------------------------------------------------- neb
 @click.command("neb")
 @click.argument("initial")
@@ -87,7 +81,7 @@ def _map_defaults() -> dict:
 def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb, fmax, max_steps, spring, driver,
         no_minimize, out_dir, json_file):
     """Climbing-image NEB between the structures INITIAL and FINAL (same atoms, same order)."""
-    from mapcvd.pathways.neb import NebSettings, check_endpoints, run_neb  # noqa: PLC0415
+    from mapcvd.pathways.neb import check_endpoints, neb_from_map, run_neb  # noqa: PLC0415
     from mapcvd.pathways.neb_output import write_neb_files  # noqa: PLC0415
     from mapcvd.md.structures import read_structure  # noqa: PLC0415
 
@@ -95,13 +89,8 @@ def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb,
     check_endpoints(first, last)
     potential = _potential(forcefield, elements, lammps_cmds, units)
     potential.type_of(first.get_chemical_symbols())
-    d = _map_defaults()
-    settings = NebSettings(images=images if images is not None else d["neb_images"], climb=climb,
-                           fmax=fmax if fmax is not None else d["neb_fmax_eV_A"],
-                           max_steps=max_steps if max_steps is not None else d["neb_max_steps"],
-                           spring=spring if spring is not None else d["neb_spring_eV_A2"],
-                           optimizer=d["neb_optimizer"], minimize=not no_minimize,
-                           driver=driver or d["neb_driver"])
+    settings = neb_from_map(images=images, climb=climb, fmax=fmax, max_steps=max_steps, spring=spring,
+                            minimize=not no_minimize, driver=driver)
     quiet = json_file is not None and str(json_file) == "-"
     if not quiet:
         log(f"NEB ({settings.driver}): {len(first)} atoms, {settings.images} images, fmax {settings.fmax} eV/A, "

@@ -43,7 +43,7 @@ import numpy as np
 from ase import Atoms, units
 
 from mapcvd.cvd.phases import PHASES, classify_mo
-from mapcvd.cvd.ranges import PAPER_RANGES, ScheduleRanges
+from mapcvd.cvd.rmd_settings import RmdSettings
 from mapcvd.cvd.schedule import validate_schedule
 from mapcvd.cvd.species import Molecules, find_molecules
 from mapcvd.errors import InputError, MDError
@@ -61,90 +61,6 @@ ELEMENTS: tuple[str, ...] = ("Mo", "O", "S", "H")
 
 class GasInsertionError(MDError):
     """No room to insert a stage's gas molecules (the run cannot go on)."""
-
-
-@dataclass(frozen=True)
-class RmdSettings:
-    """Settings of one staged run, built from the ``[cvd]`` config table by :meth:`from_config`.
-
-    Attributes (config key of the ``[cvd]`` table in brackets)
-    ----------------------------------------------------------
-    n_mo
-        Mo atoms in the alpha-MoO3 slab [``n_mo``]; >= 8, a valid slab size.
-    vacuum_A
-        Vacuum gap along z that holds the gas, A [``vacuum_A``].
-    stage_ps
-        MD time per stage, ps [``stage_ps``] (the paper: 1 ns).
-    timestep_fs
-        MD timestep, fs [``timestep_fs``].
-    damping_fs
-        Nose-Hoover damping time, fs [``damping_fs``].
-    min_distance_A
-        Smallest distance of an inserted gas atom to any other atom, A [``min_distance_A``].
-    neighbor_skin_A
-        LAMMPS neighbour-list skin, A [``neighbor_skin_A``].
-    rescale_velocities
-        Scale velocities to T_t at each stage start [``rescale_velocities``].
-    relax_iterations
-        Conjugate-gradient iterations relaxing the bare slab (cut from the bulk crystal)
-        before the first stage; 0 skips it [``relax_iterations``].
-    n_stages
-        Stages of a run of the campaign [``n_stages``]; :func:`run_schedule` runs
-        whatever number of stages its schedule has.
-    exhaust_products
-        At each stage start, take out everything in the gas phase but the feed gas
-        (:func:`exhaust_products`: by-products, released O, fragments), as the carrier
-        gas of a flow reactor carries it away [``exhaust_products``]. Without it, at
-        high temperature, the feed gas breaks up faster than it is counted, each stage
-        inserts more, and the vacuum runs out of room within a few stages.
-    """
-
-    n_mo: int = 16
-    vacuum_A: float = 40.0
-    stage_ps: float = 0.1
-    timestep_fs: float = 0.25
-    damping_fs: float = 25.0
-    min_distance_A: float = 3.0
-    neighbor_skin_A: float = 1.0
-    rescale_velocities: bool = True
-    relax_iterations: int = 25
-    n_stages: int = 20
-    exhaust_products: bool = True
-
-    def __post_init__(self) -> None:
-        from mapcvd.md.moo3 import valid_mo_counts
-
-        if isinstance(self.n_mo, bool) or not isinstance(self.n_mo, (int, np.integer)) or self.n_mo < 8:
-            raise InputError(f"cvd n_mo must be an integer >= 8, got {self.n_mo!r}")
-        if not valid_mo_counts(int(self.n_mo), int(self.n_mo)):
-            raise InputError(f"cvd n_mo={self.n_mo} is not a valid alpha-MoO3 slab size (a multiple of 4, aspect <= 3:1)")
-        positive = ("vacuum_A", "stage_ps", "timestep_fs", "damping_fs", "min_distance_A", "neighbor_skin_A")
-        for name in positive:
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise InputError(f"cvd {name} must be a positive number, got {value!r}")
-        if self.stage_steps < 2:
-            raise InputError(f"cvd stage_ps={self.stage_ps} gives {self.stage_steps} step(s); a stage needs >= 2")
-        if int(self.relax_iterations) < 0:
-            raise InputError(f"cvd relax_iterations must be >= 0, got {self.relax_iterations}")
-        if int(self.n_stages) < 1:
-            raise InputError(f"cvd n_stages must be >= 1, got {self.n_stages}")
-
-    @classmethod
-    def from_config(cls, table: dict) -> RmdSettings:
-        """Settings from the validated ``[cvd]`` table (missing keys take their defaults)."""
-        names = [f for f in cls.__dataclass_fields__]
-        return cls(**{name: table[name] for name in names if name in table})
-
-    @property
-    def stage_steps(self) -> int:
-        """MD steps per stage: ``round(stage_ps / timestep_fs)``."""
-        return round(self.stage_ps * 1000.0 / self.timestep_fs)
-
-    @property
-    def ranges(self) -> ScheduleRanges:
-        """The paper's schedule ranges with gas counts scaled to ``n_mo`` (Rajak et al. 2021)."""
-        return PAPER_RANGES.scaled(int(self.n_mo))
 
 
 @dataclass

@@ -33,11 +33,12 @@ inputs.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 from ase import Atoms
 
+from mapcvd.config import check_settings, setting
 from mapcvd.errors import InputError, MDError
 from mapcvd.map.grid import DensityGrid
 from mapcvd.md.analysis import minimum_image
@@ -52,66 +53,56 @@ MAX_GRID_BYTES = 4 * 1024**2
 
 @dataclass(frozen=True)
 class MapSettings:
-    """Settings of the MAP environment (defaults: the paper's system at small scale).
+    """Settings of the MAP environment; every default and range is the ``[map]`` key's in SCHEMA.
 
-    Attributes
-    ----------
+    Attributes (``[map]`` key in brackets; its doc in :data:`mapcvd.config.SCHEMA`)
+    ------------------------------------------------------------------------------
     goal_axis
-        Axis the molecule must cross (``"x"``: actions +x, +y, +z, -y, -z).
+        Axis the molecule must cross (``"x"``: actions +x, +y, +z, -y, -z) [``goal_axis``].
     delta
-        Displacement of the tether centre per action, A.
+        Displacement of the tether centre per action, A [``delta_A``].
     relax_steps
-        MD steps after each action.
+        MD steps after each action [``relax_steps``].
     temperature, timestep_fs, damping_fs
-        NVT thermostat (K), timestep and damping (fs).
+        NVT thermostat (K), timestep and damping (fs) [``temperature_K``, ``timestep_fs``, ``damping_fs``].
     tether_k
-        Spring constant, eV/A^2.
+        Spring constant, eV/A^2 [``tether_k_eV_A2``].
     max_actions
-        Actions before an episode is cut.
+        Actions before an episode is cut [``max_actions``].
     rewards
-        Weight of each reward term; a term is switched off by weight 0.
+        Weight of each reward term; a term is switched off by weight 0 [``reward_<term>``].
     density_distance
-        Closest approach (A) of another atom to the agent before ``density`` fires.
+        Closest approach (A) of another atom to the agent before ``density`` fires [``density_distance_A``].
     distance_threshold
-        Agent-to-guided-atom distance (A) beyond which ``distance`` fires.
+        Agent-to-guided-atom distance (A) beyond which ``distance`` fires [``distance_threshold_A``].
     energy_window
-        MD steps in the reference energy (the paper: 100).
+        MD steps in the reference energy (the paper: 100) [``energy_window``].
     grid_points, grid_spacing, grid_sigma
-        The density grid: points per side, spacing (A), Gaussian width (A).
+        The density grid: points per side, spacing (A), Gaussian width (A)
+        [``grid_points``, ``grid_spacing_A``, ``grid_sigma_A``].
     """
 
-    goal_axis: str = "x"
-    delta: float = 0.5
-    relax_steps: int = 20
-    temperature: float = 10.0
-    timestep_fs: float = 0.5
-    damping_fs: float = 50.0
-    tether_k: float = 5.0
-    max_actions: int = 100
-    rewards: dict = field(
-        default_factory=lambda: {"position": 1.0, "energy": 0.5, "density": 0.5, "distance": 0.5, "time": 0.1}
-    )
-    density_distance: float = 1.2
-    distance_threshold: float = 1.0
-    energy_window: int = 100
-    grid_points: int = 16
-    grid_spacing: float = 0.5
-    grid_sigma: float = 0.5
+    goal_axis: str = setting("map", "goal_axis")
+    delta: float = setting("map", "delta_A")
+    relax_steps: int = setting("map", "relax_steps")
+    temperature: float = setting("map", "temperature_K")
+    timestep_fs: float = setting("map", "timestep_fs")
+    damping_fs: float = setting("map", "damping_fs")
+    tether_k: float = setting("map", "tether_k_eV_A2")
+    max_actions: int = setting("map", "max_actions")
+    rewards: dict = setting("map", {term: f"reward_{term}" for term in REWARD_TERMS})
+    density_distance: float = setting("map", "density_distance_A")
+    distance_threshold: float = setting("map", "distance_threshold_A")
+    energy_window: int = setting("map", "energy_window")
+    grid_points: int = setting("map", "grid_points")
+    grid_spacing: float = setting("map", "grid_spacing_A")
+    grid_sigma: float = setting("map", "grid_sigma_A")
 
     def __post_init__(self):
         unknown = sorted(set(self.rewards) - set(REWARD_TERMS))
         if unknown:
             raise InputError(f"unknown reward term(s) {', '.join(unknown)}; known: {', '.join(REWARD_TERMS)}")
-        if self.goal_axis not in AXES:
-            raise InputError(f"goal_axis must be one of x, y, z, got {self.goal_axis!r}")
-        positive = ("delta", "temperature", "timestep_fs", "damping_fs", "tether_k", "density_distance",
-                    "distance_threshold", "grid_spacing", "grid_sigma")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise InputError(f"map setting {name} must be positive, got {getattr(self, name)}")
-        for name in ("relax_steps", "max_actions", "energy_window"):
-            if getattr(self, name) < 1:
-                raise InputError(f"map setting {name} must be >= 1, got {getattr(self, name)}")
+        check_settings(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> MapSettings:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from mapcvd.config import settings_from
 from mapcvd.errors import InputError
 from mapcvd.map.dqn import QNetwork3D
 from mapcvd.map.environment import (
     MAX_GRID_BYTES,
-    REWARD_TERMS,
     MapEnvironment,
     MapSettings,
 )
@@ -102,24 +102,8 @@ def guided_indices(atoms: Atoms, spec: str) -> np.ndarray:
 
 
 def settings_of(table: dict) -> MapSettings:
-    """Environment settings of the table (reward weights from the ``reward_*`` keys)."""
-    return MapSettings(
-        goal_axis=table["goal_axis"],
-        delta=table["delta_A"],
-        relax_steps=table["relax_steps"],
-        temperature=table["temperature_K"],
-        timestep_fs=table["timestep_fs"],
-        damping_fs=table["damping_fs"],
-        tether_k=table["tether_k_eV_A2"],
-        max_actions=table["max_actions"],
-        rewards={term: table[f"reward_{term}"] for term in REWARD_TERMS},
-        density_distance=table["density_distance_A"],
-        distance_threshold=table["distance_threshold_A"],
-        energy_window=table["energy_window"],
-        grid_points=table["grid_points"],
-        grid_spacing=table["grid_spacing_A"],
-        grid_sigma=table["grid_sigma_A"],
-    )
+    """Environment settings of the ``[map]`` table (reward weights from the ``reward_*`` keys)."""
+    return settings_from(MapSettings, table, section="map")
 
 
 def conv_channels(table: dict) -> tuple[int, ...]:

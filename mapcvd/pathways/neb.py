@@ -41,65 +41,68 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
+from mapcvd.config import SCHEMA, check_settings, setting, settings_from
 from mapcvd.errors import InputError
 from mapcvd.md.calculator import EngineCalculator
 from mapcvd.md.potentials import Potential
 from mapcvd.pathways.band import align_final, check_endpoints, initial_band
 from mapcvd.pathways.neb_lammps import relax_band_lammps
 
-DRIVERS = ("ase", "lammps")
-#: The driver chosen by ``benchmarks/pneb_parallel.py`` (the faster on both of its cases).
-DEFAULT_DRIVER = "ase"
-OPTIMIZERS = ("fire", "bfgs")
+DRIVERS = SCHEMA["map"]["neb_driver"].choices
+#: The driver chosen by ``benchmarks/pneb_parallel.py`` (the faster on both of its cases): ``map.neb_driver``'s default.
+DEFAULT_DRIVER = SCHEMA["map"]["neb_driver"].default
+OPTIMIZERS = SCHEMA["map"]["neb_optimizer"].choices
 
 
 @dataclass(frozen=True)
 class NebSettings:
-    """How a band is built and relaxed.
+    """How a band is built and relaxed; the defaults and ranges of the config fields are SCHEMA's.
 
-    Attributes
-    ----------
+    Attributes (``[map]`` key in brackets; its doc in :data:`mapcvd.config.SCHEMA`)
+    ------------------------------------------------------------------------------
     images
-        Intermediate images (the band has ``images + 2``).
+        Intermediate images (the band has ``images + 2``) [``neb_images``].
     climb
-        Climbing image (Henkelman et al. 2000) after a first relaxation without it.
+        Climbing image (Henkelman et al. 2000) after a first relaxation without it [``neb_climb``].
     fmax
-        Convergence: largest force on any atom of any image (eV/A), NEB forces.
+        Convergence: largest force on any atom of any image (eV/A), NEB forces [``neb_fmax_eV_A``].
     max_steps
-        Optimiser steps (both stages together) before giving up (``converged=False``).
+        Optimiser steps (both stages together) before giving up (``converged=False``) [``neb_max_steps``].
     spring
-        Spring constant between images (eV/A^2).
+        Spring constant between images (eV/A^2) [``neb_spring_eV_A2``].
     optimizer
-        ``"fire"`` or ``"bfgs"`` (ASE driver; LAMMPS's ``neb`` always uses FIRE).
+        ``"fire"`` or ``"bfgs"`` (ASE driver; LAMMPS's ``neb`` always uses FIRE) [``neb_optimizer``].
     minimize
-        Minimise the endpoints first (to ``fmax``).
+        Minimise the endpoints first (to ``fmax``); no config key.
     endpoint_steps
-        Most minimiser iterations per endpoint.
+        Most minimiser iterations per endpoint; no config key.
     driver
-        ``"ase"`` or ``"lammps"``.
+        ``"ase"`` or ``"lammps"`` [``neb_driver``].
     """
 
-    images: int = 5
-    climb: bool = True
-    fmax: float = 0.05
-    max_steps: int = 500
-    spring: float = 0.1
-    optimizer: str = "fire"
+    images: int = setting("map", "neb_images")
+    climb: bool = setting("map", "neb_climb")
+    fmax: float = setting("map", "neb_fmax_eV_A")
+    max_steps: int = setting("map", "neb_max_steps")
+    spring: float = setting("map", "neb_spring_eV_A2")
+    optimizer: str = setting("map", "neb_optimizer")
     minimize: bool = True
     endpoint_steps: int = 2000
-    driver: str = DEFAULT_DRIVER
+    driver: str = setting("map", "neb_driver")
 
     def __post_init__(self):
-        if self.images < 1:
-            raise InputError(f"a band needs at least 1 intermediate image, got {self.images}")
-        if not self.fmax > 0 or not self.spring > 0:
-            raise InputError(f"fmax and the spring constant must be positive, got {self.fmax}, {self.spring}")
-        if self.max_steps < 1 or self.endpoint_steps < 1:
-            raise InputError("max_steps and endpoint_steps must be >= 1")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"unknown NEB optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-        if self.driver not in DRIVERS:
-            raise InputError(f"unknown NEB driver {self.driver!r}; use one of {', '.join(DRIVERS)}")
+        check_settings(self)
+        if self.endpoint_steps < 1:
+            raise InputError(f"NEB endpoint_steps must be >= 1, got {self.endpoint_steps}")
+
+
+def neb_from_map(table: dict | None = None, **given) -> NebSettings:
+    """The NEB settings of a ``[map]`` table (its ``neb_*`` keys), with fields ``given`` (not None) on top.
+
+    The one mapping of ``[map]`` to NEB, for ``mapcvd neb`` and the pathways workflow;
+    ``table=None`` takes SCHEMA's defaults.
+    """
+    return settings_from(NebSettings, table, section="map", **given)
 
 
 @dataclass
