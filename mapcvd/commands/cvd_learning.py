@@ -24,7 +24,6 @@ import click
 import numpy as np
 
 from mapcvd.commands.common import config_for, console, log
-from mapcvd.commands.groups import cvd
 from mapcvd.cvd.learning import NO_2H
 from mapcvd.store.layout import NADE_WEIGHTS
 from mapcvd.errors import InputError
@@ -131,7 +130,7 @@ def _site(site: str | None, config: dict, store_path: Path):
 
 
 # ----------------------------------------------------------------------- dataset
-@cvd.command("dataset")
+@click.command("dataset")
 @click.option("--runs", type=click.IntRange(min=1), default=None,
               help="Runs wanted in the dataset (default: cvd_learning.runs); more than stored extends it.")
 @_store_option
@@ -167,7 +166,7 @@ def dataset_command(runs, store_path, site, config_file):
 
 
 # -------------------------------------------------------------------------- nade
-@cvd.command("nade")
+@click.command("nade")
 @_store_option
 @_config_option
 @_out_option
@@ -274,7 +273,7 @@ def _print_agent(fit: dict, episodes: int, optimum: dict | None) -> None:
                                    else ""))
 
 
-@cvd.command("agent")
+@click.command("agent")
 @_store_option
 @_surrogate_option("train the agent on")
 @click.option("--updates", type=click.IntRange(min=1), default=None,
@@ -330,7 +329,7 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
 
 
 # ---------------------------------------------------------------------- validate
-@cvd.command("validate")
+@click.command("validate")
 @_store_option
 @_surrogate_option("validate the agent of")
 @click.option("--top", type=click.IntRange(min=1), default=None,

@@ -16,11 +16,10 @@ from pathlib import Path
 import click
 
 from mapcvd.commands.common import console as _console
-from mapcvd.commands.groups import cvd
 
 
 # ------------------------------------------------------------------- phases
-@cvd.command("phases")
+@click.command("phases")
 @click.argument("structure", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help='Print {"n_mo", "counts", "fractions"} as JSON.')
 @click.option("--cutoff", type=float, default=None, help="Mo-S/O neighbour cut-off in A (default 2.9).")
@@ -109,7 +108,7 @@ def _write_outputs(out: Path, result, settings, seed: int, schedule_file: Path) 
     ase.io.write(out / "frames.extxyz", frames, format="extxyz")
 
 
-@cvd.command("rmd")
+@click.command("rmd")
 @click.option("--schedule", "schedule_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with header T,n_S2,n_H2,n_H2S and one row per stage (molecules for this slab).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -25,7 +25,6 @@ import click
 import numpy as np
 
 from mapcvd.commands.common import config_for, log
-from mapcvd.commands.groups import cvd
 
 _surrogate_option = click.option(
     "--surrogate", "spec", required=True, metavar="store|paper|PATH.pt",
@@ -65,7 +64,7 @@ def _table(schedule: np.ndarray, z: np.ndarray) -> list[str]:
 
 
 # ----------------------------------------------------------------------- predict
-@cvd.command("predict")
+@click.command("predict")
 @_surrogate_option
 @_store_option
 @click.option("--schedule", "schedule_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -94,7 +93,7 @@ def predict_command(spec, store_path, schedule_file, as_json):
 
 
 # ---------------------------------------------------------------------- optimise
-@cvd.command("optimise")
+@click.command("optimise")
 @_surrogate_option
 @_store_option
 @click.option("--starts", type=click.IntRange(min=1), default=None,

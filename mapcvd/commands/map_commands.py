@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from mapcvd.commands.common import log
-from mapcvd.commands.groups import map_group
 from mapcvd.errors import InputError
 
 
@@ -33,7 +32,7 @@ def _open_store(path: Path, config: dict, *, must_exist: bool = False):
     return group
 
 
-@map_group.command("train")
+@click.command("train")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path),
               help="Campaign store; an existing one is continued.")
@@ -72,7 +71,7 @@ def map_train(config_file, store_path, structure, site, actors, minutes, seed):
         f"'mapcvd map evaluate {store_path} --episodes 5 --policy greedy'")
 
 
-@map_group.command("evaluate")
+@click.command("evaluate")
 @click.argument("store_path", type=click.Path(path_type=Path))
 @click.option("--episodes", type=int, default=None, help="Episodes (default: map.eval_episodes).")
 @click.option("--policy", type=click.Choice(["greedy", "random"]), default="greedy", show_default=True)
@@ -137,7 +136,7 @@ def _default_actor_counts(site: str) -> str:
     return "1,4,16"
 
 
-@map_group.command("scaling")
+@click.command("scaling")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the stores and the figure.")
@@ -159,7 +158,7 @@ def map_scaling(config_file, out_dir, counts, minutes, site):
     _experiment(config, out_dir, variants, "MAP training with N actors", "scaling.png")
 
 
-@map_group.command("ablation")
+@click.command("ablation")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the stores and the figure.")

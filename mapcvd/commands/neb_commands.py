@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from mapcvd.commands.common import log
-from mapcvd.commands.groups import map_group
 from mapcvd.errors import InputError
 
 
@@ -131,11 +130,10 @@ def tst(barriers, temperature, as_json):
                f"(barriers {', '.join(f'{b:g}' for b in barriers)} eV)")
 
 
-TOP_LEVEL = (neb, tst)
 
 
 # --------------------------------------------------------------- map paths
-@map_group.command("paths")
+@click.command("paths")
 @click.argument("store_path", type=click.Path(path_type=Path))
 @click.option("--top", type=int, default=None, help="Episodes refined and ranked (default: map.paths_top).")
 @click.option("--temperature", default=None, help="TST temperature with its unit, e.g. 350C (default: config).")
