@@ -27,7 +27,7 @@ stages at the end. Ctrl-C stops Parsl (``run_parsl``) and leaves every stage tha
 not finished ``pending``.
 
 Only this process writes the root attributes (both threads share one root handle;
-:mod:`mapcvd.store.campaign` serialises the stage writes).
+:mod:`mapcvd.store.stages` serialises the stage writes).
 """
 
 from __future__ import annotations

@@ -6,19 +6,21 @@ See :mod:`mapcvd.store.campaign` for the rules every writer follows.
 from mapcvd.store.campaign import (
     CAMPAIGN_KIND,
     SCHEMA_VERSION,
-    STAGE_STATUSES,
     VERSIONED_PACKAGES,
     create_campaign,
     open_campaign,
     open_or_create_campaign,
     package_versions,
     read_array_checkpoint,
+    write_array_checkpoint,
+)
+from mapcvd.store.stages import (
+    STAGE_STATUSES,
     set_stage_info,
     set_stage_status,
     stage_info,
     stage_run,
     stage_statuses,
-    write_array_checkpoint,
 )
 
 __all__ = [

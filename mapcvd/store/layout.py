@@ -3,7 +3,7 @@
 A campaign store (Zarr v3) holds one group per thing a stage writes; a group's ``kind``
 attribute says what it is, so a reader refuses a group of another kind. The stages of a
 campaign are recorded by name in the root's attributes (``stage_run`` in
-:mod:`mapcvd.store.campaign`). Change a name here and every writer and reader follows;
+:mod:`mapcvd.store.stages`). Change a name here and every writer and reader follows;
 stores written before keep these exact strings, so they must not change without a
 migration.
 
