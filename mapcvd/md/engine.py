@@ -15,7 +15,8 @@ costs three variable writes and needs no re-initialisation of LAMMPS: short runs
 by a ``fix vector`` whose storage window is renewed only every
 :data:`RECORD_WINDOW` steps.
 
-LAMMPS is not thread-safe: use one engine per process, serially.
+LAMMPS is not thread-safe: use one engine per process, serially. The LAMMPS input
+text, box and image-flag conversion live in :mod:`mapcvd.md.lammps_io`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,23 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_masses, atomic_numbers
 
-from mapcvd.errors import ForceFieldError, InputError, LostAtomsError, MDError, UnknownElementError
+from mapcvd.errors import InputError, MDError
+from mapcvd.md.lammps_io import (
+    box_commands,
+    box_of,
+    classify,
+    decode_images,
+    encode_images,
+    setup_commands,
+    tether_commands,
+)
 from mapcvd.md.lammps_loader import lammps_module, new_lammps
 from mapcvd.md.potentials import Potential
 from mapcvd.timing import measure
 
 #: Steps of per-step records kept before the recording fix is renewed (one LAMMPS setup).
 RECORD_WINDOW = 100_000
-
-# LAMMPS image-flag encoding for the default 32-bit imageint (IMGBITS = 10).
-_IMGMAX, _IMGBITS, _IMGMASK = 512, 10, 1023
 
 
 @dataclass
@@ -53,17 +59,6 @@ class MDTrace:
 
     potential_energy: np.ndarray
     temperature: np.ndarray
-
-
-def _classify(message: str) -> type[MDError]:
-    text = message.lower()
-    if "lost atoms" in text or "out of range atoms" in text:
-        return LostAtomsError
-    if "cannot open" in text or "reaxff potential file" in text or "potential file" in text:
-        return ForceFieldError
-    if "element" in text:
-        return UnknownElementError
-    return MDError
 
 
 class Engine:
@@ -131,43 +126,13 @@ class Engine:
 
     # ------------------------------------------------------------------ set-up
     def _setup(self, atoms: Atoms, skin: float) -> None:
-        cell = np.asarray(atoms.cell[:])
-        if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-8:
-            raise InputError("only orthogonal cells are supported (the structure's cell has tilt)")
-        lengths = np.diag(cell).copy()
-        pbc = np.asarray(atoms.pbc, dtype=bool)
+        pbc, lengths, lo, boundary = box_of(atoms)
         positions = atoms.get_positions()
-        lo = np.zeros(3)
-        boundary = []
-        for d in range(3):
-            if pbc[d]:
-                if lengths[d] <= 0:
-                    raise InputError(f"periodic direction {'xyz'[d]} has no cell length")
-                boundary.append("p")
-            else:
-                boundary.append("s")
-                if lengths[d] <= 0:
-                    lo[d] = positions[:, d].min() - 1.0
-                    lengths[d] = positions[:, d].max() + 1.0 - lo[d]
         self.pbc = pbc
         self.cell_lengths = lengths
         self.cell_origin = lo
         p = self.potential
-        masses = "\n".join(
-            f"mass {i + 1} {atomic_masses[atomic_numbers[el]]:.6f}" for i, el in enumerate(p.elements)
-        )
-        hi = lo + lengths
-        self.command(
-            f"""
-            units {p.units}
-            atom_style {p.atom_style}
-            atom_modify map array sort 0 0.0
-            boundary {' '.join(boundary)}
-            region mapcvd_box block {lo[0]} {hi[0]} {lo[1]} {hi[1]} {lo[2]} {hi[2]} units box
-            create_box {len(p.elements)} mapcvd_box
-            {masses}
-            """
-        )
+        self.command(box_commands(p, boundary, lo, lo + lengths))
         wrapped, images = self._wrap(positions)
         lmp = self._lmp
         image = [lmp.encode_image_flags(int(a), int(b), int(c)) for a, b, c in images]
@@ -184,18 +149,7 @@ class Engine:
         if lmp.get_natoms() != self.natoms:
             raise MDError(f"LAMMPS created {lmp.get_natoms()} of {self.natoms} atoms (atoms outside the box?)")
         self.command("\n".join(p.commands))
-        self.command(
-            f"""
-            neighbor {skin} bin
-            neigh_modify every 1 delay 0 check yes
-            compute mapcvd_pe all pe pair bond angle dihedral improper kspace
-            compute mapcvd_temp all temp
-            variable mapcvd_pe equal c_mapcvd_pe
-            variable mapcvd_temp equal c_mapcvd_temp
-            thermo 0
-            thermo_style custom step temp pe c_mapcvd_pe
-            """
-        )
+        self.command(setup_commands(skin))
 
     def _wrap(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Wrap positions into the box; return them and the integer image flags."""
@@ -208,7 +162,7 @@ class Engine:
     def _translate(self, exc: Exception, cmd: str) -> MDError:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         message = message.removeprefix("ERROR: ").removeprefix("ERROR on proc 0: ")
-        cls = _classify(message)
+        cls = classify(message)
         self.close()
         return cls(f"LAMMPS failed ({message}) while running: {cmd.strip().splitlines()[0]}")
 
@@ -267,11 +221,7 @@ class Engine:
 
     def get_images(self) -> np.ndarray:
         """Integer periodic image flags of each atom, shape (N, 3)."""
-        img = self._gather("image", 0, 1).astype(np.int64)
-        return np.stack(
-            [(img & _IMGMASK) - _IMGMAX, ((img >> _IMGBITS) & _IMGMASK) - _IMGMAX, (img >> (2 * _IMGBITS)) - _IMGMAX],
-            axis=1,
-        )
+        return decode_images(self._gather("image", 0, 1))
 
     def get_positions(self, unwrapped: bool = False) -> np.ndarray:
         """Positions in A, shape (N, 3), in atom order; ``unwrapped`` adds image shifts."""
@@ -287,10 +237,7 @@ class Engine:
             raise InputError(f"positions must have shape ({self.natoms}, 3), got {positions.shape}")
         wrapped, images = self._wrap(positions)
         self._scatter("x", 1, 3, wrapped)
-        encoded = (
-            ((images[:, 2] + _IMGMAX) << (2 * _IMGBITS)) | ((images[:, 1] + _IMGMAX) << _IMGBITS) | (images[:, 0] + _IMGMAX)
-        )
-        self._scatter("image", 0, 1, encoded)
+        self._scatter("image", 0, 1, encode_images(images))
         self._needs_setup = True
         self._last_pe = None
 
@@ -464,23 +411,7 @@ class Engine:
             raise InputError(f"tether spring constant must be positive, got {k}")
         if self._tether_indices is not None:
             self.clear_tether()
-        k_native = k / self._e
-        ids = " ".join(str(i + 1) for i in indices)
-        axes = "xyz"
-        lines = [f"group mapcvd_tether id {ids}"]
-        lines += [f"variable mapcvd_t{a} internal {float(c)}" for a, c in zip(axes, center)]
-        lines += [f"variable mapcvd_tk equal {k_native}", "variable mapcvd_tm equal mass(mapcvd_tether)"]
-        lines += [
-            f"variable mapcvd_f{a} atom -v_mapcvd_tk*(xcm(mapcvd_tether,{a})-v_mapcvd_t{a})*mass/v_mapcvd_tm"
-            for a in axes
-        ]
-        sq = "+".join(f"(xcm(mapcvd_tether,{a})-v_mapcvd_t{a})^2" for a in axes)
-        lines += [
-            f"variable mapcvd_fe atom 0.5*v_mapcvd_tk*({sq})*mass/v_mapcvd_tm",
-            "fix mapcvd_tether mapcvd_tether addforce v_mapcvd_fx v_mapcvd_fy v_mapcvd_fz energy v_mapcvd_fe",
-            "fix_modify mapcvd_tether energy yes",
-        ]
-        self.command("\n".join(lines))
+        self.command(tether_commands(indices, center, k / self._e))
         self._tether_indices = indices
         self._tether_center = np.asarray(center, dtype=float).copy()
         self._needs_setup = True
