@@ -161,7 +161,8 @@ def build_moo3(n_mo, vacuum, s2, h2s, h2, seed, out):
     """An alpha-MoO3 slab (one double layer) with vacuum, optionally with S2/H2S/H2 gas."""
     import numpy as np  # noqa: PLC0415
 
-    from mapcvd.md.moo3 import insert_gas, moo3_slab  # noqa: PLC0415
+    from mapcvd.md.gas import insert_gas  # noqa: PLC0415
+    from mapcvd.md.moo3 import moo3_slab  # noqa: PLC0415
     from mapcvd.md.structures import write_structure  # noqa: PLC0415
 
     atoms = moo3_slab(n_mo, vacuum=vacuum)

@@ -30,7 +30,7 @@ from mapcvd.cvd.rmd import (
 )
 from mapcvd.cvd.schedule import read_schedule, validate_schedule, write_schedule
 from mapcvd.errors import InputError, LostAtomsError, MDError
-from mapcvd.md.moo3 import MOLECULE_ARRAY
+from mapcvd.md.gas import MOLECULE_ARRAY
 
 # A 16-Mo slab (64 atoms) with 88-99 atoms in all; stage 2 inserts S2 and H2S and removes
 # H2, stage 3 removes S2 and H2S and inserts H2. 0.5 ps stages: the second-half mean of the

@@ -13,7 +13,8 @@ from ase import Atoms
 from mapcvd.cvd.rmd import RmdSettings, adjust_gas
 from mapcvd.cvd.species import BOND_CUTOFFS, FORMULAS, count_species, find_molecules
 from mapcvd.errors import InputError
-from mapcvd.md.moo3 import MOLECULE_ARRAY, gas_molecule, moo3_slab
+from mapcvd.md.gas import MOLECULE_ARRAY, gas_molecule
+from mapcvd.md.moo3 import moo3_slab
 
 BOX = 20.0
 
@@ -102,7 +103,7 @@ def test_adsorbed_s2_is_not_free_and_never_removed():
     atoms, adsorbed = _slab_with_adsorbed_s2()
     assert count_species(atoms, ("S2",)) == {"S2": 0}  # bonded to the slab: part of its component
     # Add three free S2 and two H2 (min distance 3 A keeps them off the slab and the adsorbate).
-    from mapcvd.md.moo3 import insert_gas, vacuum_gap
+    from mapcvd.md.gas import insert_gas, vacuum_gap
 
     gas = insert_gas(atoms, {"S2": 3, "H2": 2}, rng=np.random.default_rng(4), min_distance=3.0,
                      region=vacuum_gap(atoms))

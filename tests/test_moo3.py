@@ -13,14 +13,14 @@ import pytest
 from ase import Atoms
 
 from mapcvd.errors import InputError
-from mapcvd.md.moo3 import (
+from mapcvd.md.gas import (
     GAS_MOLECULES,
     MOLECULE_ARRAY,
     count_gas,
     gas_molecule,
     insert_gas,
-    moo3_slab,
 )
+from mapcvd.md.moo3 import moo3_slab
 
 
 def _gap(atoms: Atoms, mask: np.ndarray) -> float:

@@ -12,7 +12,7 @@ iterations (its surfaces release about 0.9 eV per Mo). At the start of every sta
    (``exhaust_products``, on by default; in a closed box the fragments pile up until
    the stage's gas no longer fits);
 2. the gas is brought to the stage's molecule counts: free molecules of a species are
-   inserted into the vacuum without overlap (:func:`mapcvd.md.moo3.insert_gas`) or
+   inserted into the vacuum without overlap (:func:`mapcvd.md.gas.insert_gas`) or
    removed; only *free* molecules are ever removed, found by bonding connectivity
    (:func:`mapcvd.cvd.species.find_molecules`), so no atom bonded to the slab is taken;
 3. the thermostat is set to T_t (Nose-Hoover, 25 fs damping, 0.25 fs steps, as in the
@@ -182,7 +182,7 @@ def adjust_gas(
     Free molecules (bonded components named S2, H2 or H2S by
     :func:`mapcvd.cvd.species.find_molecules`) of a species in excess are removed, chosen
     at random; atoms bonded to the slab are never part of one, so they are never taken.
-    Missing molecules are inserted (:func:`mapcvd.md.moo3.insert_gas`, at least
+    Missing molecules are inserted (:func:`mapcvd.md.gas.insert_gas`, at least
     ``settings.min_distance_A`` from every atom) into the widest z gap left by the slab
     and everything bonded to it, with Maxwell-Boltzmann velocities at ``temperature``.
     Method of doi:10.1038/s41524-021-00535-3.
@@ -214,7 +214,7 @@ def adjust_gas(
     GasInsertionError
         When the missing molecules do not fit.
     """
-    from mapcvd.md.moo3 import insert_gas, vacuum_gap
+    from mapcvd.md.gas import insert_gas, vacuum_gap
 
     mol = find_molecules(atoms)
     current = np.array([mol.count(g) for g in GAS_ORDER])
