@@ -32,7 +32,8 @@ from mapcvd.store.cvd_dataset import RunTable, check_result
 from mapcvd.store.layout import DATASET_PATH
 from mapcvd.store.episodes import EpisodeWriter
 from mapcvd.store.learner_state import LearnerReplay
-from mapcvd.store.replay import ReplaySpec, create_replay
+from mapcvd.store.replay import create_replay
+from mapcvd.store.replay_spec import ReplaySpec
 
 NOW = 1_800_000_000.0
 SUMMARY = ("episode", "actions", "return", "progress_A", "epsilon", "crossed", "failed", "seconds", "start_time")

@@ -19,7 +19,8 @@ from mapcvd.map.system import actor_epsilon, build_network
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
 from mapcvd.store.episodes import EpisodeLog, EpisodeWriter
 from mapcvd.store.metrics import read_metrics, trained_seconds
-from mapcvd.store.replay import ActorWriter, ReplaySpec, create_replay
+from mapcvd.store.replay import ActorWriter, create_replay
+from mapcvd.store.replay_spec import ReplaySpec
 from mapcvd.store.weights import read_weights
 
 torch.set_num_threads(1)

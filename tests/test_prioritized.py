@@ -6,7 +6,7 @@ import pytest
 from mapcvd.config import load_config
 from mapcvd.map.prioritized import PRIORITY_FLOOR, PrioritizedReplay, base_priority
 from mapcvd.map.sumtree import SumTree
-from mapcvd.store.replay import ReplaySpec
+from mapcvd.store.replay_spec import ReplaySpec
 
 SHAPE = (1, 2, 2, 2)
 

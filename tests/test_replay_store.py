@@ -15,13 +15,12 @@ from mapcvd.store import learner_state as replay_mod  # the module whose ring re
 from mapcvd.store.learner_state import LearnerReplay
 from mapcvd.store.metrics import read_metrics
 from mapcvd.store.replay import (
-    TRANSITION_FIELDS,
     ActorWriter,
-    ReplaySpec,
     actor_path,
     create_replay,
     open_replay,
 )
+from mapcvd.store.replay_spec import TRANSITION_FIELDS, ReplaySpec
 from mapcvd.store.weights import latest_weights_version, read_weights
 
 SPEC = ReplaySpec(channels=2, points=4, n_actors=2, capacity=64, chunk=8)

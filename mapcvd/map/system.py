@@ -29,7 +29,7 @@ from mapcvd.map.environment import (
 )
 from mapcvd.md.potentials import Potential, lammps_commands, reaxff
 from mapcvd.md.structures import read_structure
-from mapcvd.store.replay import ReplaySpec
+from mapcvd.store.replay_spec import ReplaySpec
 
 
 @dataclass

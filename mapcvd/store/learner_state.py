@@ -45,15 +45,14 @@ from mapcvd.store.replay import (
     INGEST_PATH,
     LEARNER_KIND,
     LEARNER_PATH,
-    ReplaySpec,
     _check_actor_id,
     _check_kind,
     _read_rows,
-    _spec_mismatch,
     actor_path,
     fresh_group,
     open_replay,
 )
+from mapcvd.store.replay_spec import ReplaySpec, _spec_mismatch
 from mapcvd.store.weights import read_weights, write_weights
 
 __all__ = ["LearnerReplay"]

@@ -24,8 +24,9 @@ Layout (below the campaign root)::
         weights/                array checkpoint: the network's state dict + meta
         metrics/                step int64 + one float64 array per metric; attrs: rows (the commit)
 
-This module holds the layout's paths, the shared :class:`ReplaySpec` and the actors'
-rings (:class:`ActorWriter`); the learner's side lives in
+This module holds the layout's paths and the actors' rings (:class:`ActorWriter`); the
+shared :class:`~mapcvd.store.replay_spec.ReplaySpec` is in :mod:`mapcvd.store.replay_spec`,
+the learner's side lives in
 :mod:`mapcvd.store.learner_state` (ingest cursors, priorities, checkpoints),
 :mod:`mapcvd.store.weights` (weight publication) and :mod:`mapcvd.store.metrics`
 (the metrics log and the trained-time bookkeeping).
@@ -68,7 +69,6 @@ time would break the one-writer rule (nothing here can detect it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,7 @@ from mapcvd.store.layout import (
     REPLAY_PATH,
     WEIGHTS_PATH,
 )
+from mapcvd.store.replay_spec import ReplaySpec, _spec_mismatch
 
 __all__ = [
     "ACTOR_KIND",
@@ -94,106 +95,13 @@ __all__ = [
     "METRICS_PATH",
     "REPLAY_KIND",
     "REPLAY_PATH",
-    "TRANSITION_FIELDS",
     "WEIGHTS_PATH",
     "ActorWriter",
-    "ReplaySpec",
     "actor_path",
     "create_replay",
     "fresh_group",
     "open_replay",
 ]
-
-
-_STATE_DTYPES = ("float16", "float32")
-
-
-@dataclass(frozen=True)
-class ReplaySpec:
-    """Shape of a campaign's replay; stored in the attributes of ``map/replay``.
-
-    Attributes
-    ----------
-    channels
-        Channels of the state grid (one per element).
-    points
-        Grid points per side (a state is ``channels x points**3``).
-    n_actors
-        Number of actors (ids ``0 .. n_actors - 1``).
-    capacity
-        Ring rows per actor; a positive multiple of ``chunk``.
-    chunk
-        Transitions per chunk: the unit of every write.
-    state_dtype
-        ``"float16"`` (default, half the I/O) or ``"float32"``.
-    """
-
-    channels: int
-    points: int
-    n_actors: int
-    capacity: int = 16384
-    chunk: int = 64
-    state_dtype: str = "float16"
-
-    def __post_init__(self):
-        for name in ("channels", "points", "n_actors", "capacity", "chunk"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise StoreError(f"replay spec {name} must be a positive integer, got {value!r}")
-        if self.capacity % self.chunk:
-            raise StoreError(
-                f"replay spec capacity {self.capacity} must be a multiple of chunk {self.chunk}"
-            )
-        if self.state_dtype not in _STATE_DTYPES:
-            raise StoreError(
-                f"replay spec state_dtype must be one of {', '.join(_STATE_DTYPES)},"
-                f" got {self.state_dtype!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (as stored in attributes)."""
-        return {k: (int(v) if isinstance(v, (int, np.integer)) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ReplaySpec:
-        """Inverse of :meth:`to_dict`; a StoreError for anything malformed."""
-        if not isinstance(data, dict):
-            raise StoreError(f"malformed replay spec in store: {data!r}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise StoreError(f"malformed replay spec in store: {exc}") from None
-
-    def fields(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        """Per-transition field name -> (shape of one transition, dtype)."""
-        grid = (self.channels, self.points, self.points, self.points)
-        sd = np.dtype(self.state_dtype)
-        return {
-            "state": (grid, sd),
-            "next_state": (grid, sd),
-            "action": ((), np.dtype(np.int8)),
-            "reward": ((), np.dtype(np.float32)),
-            "discount": ((), np.dtype(np.float32)),
-            "done": ((), np.dtype(bool)),
-            "priority0": ((), np.dtype(np.float32)),
-            "episode": ((), np.dtype(np.int32)),
-            "step": ((), np.dtype(np.int32)),
-            "energy": ((), np.dtype(np.float32)),
-            "position": ((3,), np.dtype(np.float32)),
-        }
-
-
-TRANSITION_FIELDS = tuple(ReplaySpec(1, 2, 1, 1, 1).fields())
-"""Names of the stored per-transition fields, in storage order."""
-
-
-def _spec_mismatch(stored: ReplaySpec, asked: ReplaySpec, where: str) -> StoreError:
-    diffs = [
-        f"{k}={v!r} (asked {asked.to_dict()[k]!r})"
-        for k, v in stored.to_dict().items()
-        if asked.to_dict()[k] != v
-    ]
-    return StoreError(f"replay spec mismatch at {where}: store has " + ", ".join(diffs))
 
 
 def fresh_group(root: zarr.Group, path: str) -> zarr.Group | None:
