@@ -138,6 +138,18 @@ def test_missing_schedule_and_unknown_surrogate(tmp_path, capsys, good_schedule)
     assert_one_line_error(code, err, "--surrogate")
 
 
+def test_the_store_config_chooses_the_surrogate_when_none_is_given(tmp_path, capsys, good_schedule):
+    from mapcvd.config import validate
+    from mapcvd.store import create_campaign
+
+    store = tmp_path / "c.zarr"
+    create_campaign(store, config=validate({"cvd_learning": {"surrogate": "paper"}}))
+    code, out, err = cli(capsys, "cvd", "predict", "--store", store, "--schedule", good_schedule, "--json")
+    assert code == 0, err
+    code, again, err = cli(capsys, "cvd", "predict", "--surrogate", "paper", "--schedule", good_schedule, "--json")
+    assert code == 0 and json.loads(out) == json.loads(again)
+
+
 def test_bad_checkpoints_give_one_line(tmp_path, capsys, good_schedule):
     good = torch.load(paper_checkpoint_path(), map_location="cpu", weights_only=True)
     missing = tmp_path / "missing_key.pt"

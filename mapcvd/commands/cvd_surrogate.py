@@ -27,9 +27,10 @@ import numpy as np
 from mapcvd.commands.common import config_for, log
 
 _surrogate_option = click.option(
-    "--surrogate", "spec", required=True, metavar="store|paper|PATH.pt",
+    "--surrogate", "spec", default=None, metavar="store|paper|PATH.pt",
     help="'store' (the campaign's NADE-CVD, needs --store), 'paper' (the CVD paper's trained NADE-CVD) "
-         "or a .pt checkpoint of the paper model's format.")
+         "or a .pt checkpoint of the paper model's format (default: cvd_learning.surrogate of the store's "
+         "config, else 'store').")
 _store_option = click.option("--store", "store_path", default=None, type=click.Path(path_type=Path),
                              help="Campaign store (Zarr folder); needed for --surrogate store.")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print only a JSON object on stdout.")
@@ -77,7 +78,7 @@ def predict_command(spec, store_path, schedule_file, as_json):
     from mapcvd.cvd.schedule import read_schedule
     from mapcvd.cvd.validation import free_run
 
-    choice, _ = _choose(spec, store_path)
+    choice, _ = _choose(spec or config_for(None, store_path)["cvd_learning"]["surrogate"], store_path)
     schedule = read_schedule(schedule_file, choice.ranges)
     z = free_run(choice.model, schedule, choice.ranges)[0][0]
     if as_json:
@@ -119,8 +120,8 @@ def optimise_command(spec, store_path, starts, steps, first_stage, seed, as_json
     from mapcvd.cvd.schedule import write_schedule
     from mapcvd.cvd.validation import SUM_TOLERANCE, fraction_sum_error
 
-    choice, group = _choose(spec, store_path, "r+", any_existing=True)
     L = config_for(None, store_path)["cvd_learning"]
+    choice, group = _choose(spec or L["surrogate"], store_path, "r+", any_existing=True)
     starts, steps = starts or L["optimise_starts"], steps or L["optimise_steps"] or 1500
     if not as_json:
         log(f"{_describe(choice)}; {starts} starts x {steps} Adam steps, first stage {first_stage}")

@@ -110,7 +110,8 @@ def resolve_surrogate(spec: str, group=None) -> SurrogateChoice:
     kind = surrogate_kind(spec)
     if kind == "store":
         if group is None:
-            raise InputError("surrogate 'store' needs --store, the campaign whose NADE-CVD to use")
+            raise InputError("surrogate 'store' needs --store, the campaign whose NADE-CVD to use "
+                             "(or choose another with --surrogate paper|PATH.pt)")
         model, version, meta, ranges = load_nade(group)
         n_mo = int(dataset_table(group).attrs.get("n_mo", PAPER_N_MO))
         return SurrogateChoice("store", "store", model, ranges, int(meta["n_stages"]), n_mo,
