@@ -29,10 +29,10 @@ import time
 import numpy as np
 import torch
 
-from mapcvd.cvd.optimise import optimise_schedules, schedule_return
+from mapcvd.cvd.optimise import optimise_schedules
 from mapcvd.cvd.paper_nade import load_paper_checkpoint
 from mapcvd.cvd.ranges import PAPER_RANGES
-from mapcvd.cvd.validation import free_run, paper_strategy
+from mapcvd.cvd.validation import free_run, paper_strategy, schedule_return
 
 
 def main() -> None:

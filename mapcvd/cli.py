@@ -295,7 +295,7 @@ def _campaign_summary(results: dict) -> list[str]:
 
 def _agent_lines(results: dict) -> list[str]:
     """The CVD agents' returns against random schedules and the paper's strategy (undiscounted)."""
-    from mapcvd.cvd.learning import NO_2H  # noqa: PLC0415
+    from mapcvd.cvd.learning import no_2h  # noqa: PLC0415
     from mapcvd.cvd.validation import SUM_TOLERANCE  # noqa: PLC0415
 
     lines = []
@@ -307,7 +307,7 @@ def _agent_lines(results: dict) -> list[str]:
         what = what or f"the {agent['surrogate']} surrogate"
         line = (f"CVD agent on {what}: return {c['agent']:.4f}, random schedules {c['random']:.4f}, "
                 f"paper's strategy {c['strategy']:.4f}")
-        if agent.get("max_2h") is not None and agent["max_2h"] < NO_2H:
+        if no_2h(agent.get("max_2h")):
             line += (f"; no reactive-MD run of the dataset formed 2H (largest fraction {agent['max_2h']:.3g}), "
                      "so these returns are noise around 0, not a result")
         else:

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from mapcvd.cvd.learning import NO_2H
+from mapcvd.cvd.learning import no_2h
 
 __all__ = ["fmt_duration", "fmt_num", "plain_lines", "render", "sparkline"]
 
@@ -218,7 +218,7 @@ def agent_comparison(a: dict) -> str:
     text = (f"expected return {fmt_num(a['expected_return'])} vs random {fmt_num(a['random_return'])}"
             + (f", paper's strategy {fmt_num(a['strategy_return'])}" if a.get("strategy_return") is not None else ""))
     max_2h = a.get("dataset_max_2h")
-    if max_2h is not None and max_2h < NO_2H:
+    if no_2h(max_2h):
         return text + f" (no 2H in the dataset: largest fraction {fmt_num(max_2h)}; not a result)"
     return text + f" (x{fmt_num(a['ratio'], digits=3)})"
 

@@ -250,10 +250,10 @@ def _summary_html(s: dict) -> str:
 
 def _ratios(a: dict) -> tuple[str, str, str]:
     """Agent/random, agent/strategy and agent/optimised, or why they mean nothing (no 2H in the dataset)."""
-    from mapcvd.cvd.learning import NO_2H  # noqa: PLC0415
+    from mapcvd.cvd.learning import no_2h  # noqa: PLC0415
 
     max_2h = a.get("dataset_max_2h")
-    if max_2h is not None and max_2h < NO_2H:
+    if no_2h(max_2h):
         note = f"n/a: no 2H in the campaign's dataset (largest fraction {max_2h:.3g})"
         return note, note, note
     optimised = a.get("optimised")

@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from mapcvd.commands.common import config_for, console, log
-from mapcvd.cvd.learning import NO_2H
+from mapcvd.cvd.learning import no_2h
 from mapcvd.store.layout import NADE_WEIGHTS
 from mapcvd.errors import InputError
 
@@ -248,8 +248,7 @@ def _print_agent(fit: dict, episodes: int, optimum: dict | None) -> None:
     if optimum is not None:
         click.echo(f"  optimised schedules      {optimum['mean_return']:.4f}  (gradient ascent through the surrogate "
                    f"from {optimum['starts']} uniform first stages; best {optimum['best_return']:.4f})")
-    no_2h = fit["max_2h"] is not None and fit["max_2h"] < NO_2H
-    if no_2h:
+    if no_2h(fit["max_2h"]):
         click.echo(f"  agent / random           n/a: no reactive-MD run of this campaign's dataset formed 2H "
                    f"(largest 2H fraction {fit['max_2h']:.3g}); these returns are the surrogate's noise around 0 "
                    "and say nothing about synthesis (try --surrogate paper)")

@@ -74,9 +74,8 @@ def _table(schedule: np.ndarray, z: np.ndarray) -> list[str]:
 def predict_command(spec, store_path, schedule_file, as_json):
     """Predicted mean 2H/1T/defect fractions after each stage of a schedule, fed back autoregressively."""
     from mapcvd.commands.cvd_learning import plausibility_line
-    from mapcvd.cvd.optimise import schedule_return
     from mapcvd.cvd.schedule import read_schedule
-    from mapcvd.cvd.validation import free_run
+    from mapcvd.cvd.validation import free_run, schedule_return
 
     choice, _ = _choose(spec or config_for(None, store_path)["cvd_learning"]["surrogate"], store_path)
     schedule = read_schedule(schedule_file, choice.ranges)
@@ -116,7 +115,8 @@ def optimise_command(spec, store_path, starts, steps, first_stage, seed, as_json
     """
     from mapcvd.commands.cvd_learning import plausibility_line
     from mapcvd.cvd import plots
-    from mapcvd.cvd.optimise import optimise_schedules, optimum_path, save_optimum
+    from mapcvd.cvd.optimise import optimise_schedules, save_optimum
+    from mapcvd.store.layout import optimum_path
     from mapcvd.cvd.schedule import write_schedule
     from mapcvd.cvd.validation import SUM_TOLERANCE, fraction_sum_error
 

@@ -31,13 +31,20 @@ from mapcvd.store.layout import NADE_RESULTS, NADE_WEIGHTS, agent_paths, validat
 from mapcvd.timing import measure
 
 __all__ = [
-    "NO_2H", "POLICY_HIDDEN", "fit_agent", "fit_nade", "parse_widths", "rmd_settings", "validation_plan",
+    "NO_2H", "POLICY_HIDDEN", "no_2h", "fit_agent", "fit_nade", "parse_widths", "rmd_settings", "validation_plan",
     "validation_report",
 ]
 
 POLICY_HIDDEN = (72, 24)
 #: Largest dataset 2H fraction below which agent returns are reported as meaningless.
 NO_2H = 0.01
+
+
+def no_2h(max_2h: float | None) -> bool:
+    """True when the campaign's own dataset formed no 2H (largest fraction ``max_2h`` below
+    :data:`NO_2H`): returns on its NADE-CVD are then noise around 0, not a result. ``None``
+    (an agent on a surrogate not trained on this dataset) is never that case."""
+    return max_2h is not None and max_2h < NO_2H
 
 
 # ----------------------------------------------------------------------- helpers
@@ -320,18 +327,18 @@ def validation_report(table, plan: dict) -> dict:
         some schedules ran, ``mae`` (per phase), ``md_return_agent`` and
         ``nade_return_agent``.
     """
-    from mapcvd.cvd.validation import md_returns, phase_mae  # noqa: PLC0415
+    from mapcvd.cvd.validation import phase_mae, schedule_return  # noqa: PLC0415
 
     done = table.done()
     rows = done["rows"][done["rows"] < plan["top"]]
-    gamma = 1.0  # the return of the agent's comparison: the undiscounted sum of 2H over the stages
     ds = plan["dataset"].done()
-    report = {"agent_version": plan["agent_version"], "rows_done": rows, "gamma": gamma,
-              "md_return_dataset": float(md_returns(ds["Z"], gamma).mean()) if len(ds["rows"]) else None}
+    report = {"agent_version": plan["agent_version"], "rows_done": rows,
+              "gamma": 1.0,  # the agent's comparison: the undiscounted sum of 2H over the stages
+              "md_return_dataset": float(schedule_return(ds["Z"]).mean()) if len(ds["rows"]) else None}
     if len(rows):
         z_md = table.read("Z", rows)
         report["mae"] = phase_mae(plan["mean"][rows], z_md)
-        report["md_return_agent"] = float(md_returns(z_md, gamma).mean())
+        report["md_return_agent"] = float(schedule_return(z_md).mean())
         report["nade_return_agent"] = float(plan["results"]["best_returns"][rows].mean())
     table.set_attrs(report=jsonable(report))
     return report

@@ -44,23 +44,14 @@ from mapcvd.store.layout import optimum_path
 
 from .ranges import ScheduleRanges
 from .surrogate_rollout import Frozen, fixed_rollout
-from .validation import free_run
+from .validation import free_run, schedule_return
 
-__all__ = [
-    "FIRST_STAGE", "THETA_MAX", "optimise_schedules", "optimum_path", "read_optimum",
-    "fit_optimum", "save_optimum", "schedule_return",
-]
+__all__ = ["FIRST_STAGE", "THETA_MAX", "fit_optimum", "optimise_schedules", "read_optimum", "save_optimum"]
 
 #: Ways of treating the first stage.
 FIRST_STAGE = ("free", "random")
 #: Bound of the unconstrained parameters: sigmoid(10) = 1 - 4.5e-5 of the span.
 THETA_MAX = 10.0
-
-
-
-def schedule_return(fractions) -> np.ndarray:
-    """Undiscounted return: the sum over stages of the predicted 2H fraction, shape (...)."""
-    return np.asarray(fractions)[..., 0].sum(axis=-1)
 
 
 def _to_u(theta: np.ndarray) -> np.ndarray:

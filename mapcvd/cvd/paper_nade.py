@@ -159,20 +159,16 @@ class PaperNade(nn.Module):
         self.register_buffer("_low", lo, persistent=False)
         self.register_buffer("_span", torch.tensor(ranges.high, dtype=torch.float32) - lo, persistent=False)
         self.register_buffer("z0", torch.tensor(Z0, dtype=torch.float32), persistent=False)
-        self._enc = [(getattr(self, f"enc_w{k}"), getattr(self, f"enc_b{k}")) for k in range(3)]
-        self._dec = [(getattr(self, f"dec_w{k}"), getattr(self, f"dec_b{k}")) for k in range(2)]
         self.eval()
 
-    def _apply(self, fn, recurse=True):  # keep the cached tuples pointing at moved buffers
-        out = super()._apply(fn, recurse)
-        self._enc = [(getattr(self, f"enc_w{k}"), getattr(self, f"enc_b{k}")) for k in range(3)]
-        self._dec = [(getattr(self, f"dec_w{k}"), getattr(self, f"dec_b{k}")) for k in range(2)]
-        return out
+    def _layers(self, prefix: str, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(weight, bias)`` buffers ``<prefix>_w0, <prefix>_b0, ...`` of ``n`` ReLU layers."""
+        return [(getattr(self, f"{prefix}_w{k}"), getattr(self, f"{prefix}_b{k}")) for k in range(n)]
 
     def hidden(self, z_t: torch.Tensor, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM state ``(h, c)`` after a stage with fractions ``z_t`` and physical ``x_t``."""
         y = torch.cat([z_t, x_t], dim=-1)
-        for w, b in self._enc:
+        for w, b in self._layers("enc", 3):
             y = torch.relu(torch.addmm(b, y, w))
         n = self.hidden_size
         if state is None:
@@ -184,22 +180,18 @@ class PaperNade(nn.Module):
         c = s[:, n:2 * n] * c + s[:, :n] * torch.tanh(g[:, 3 * n:])
         return s[:, 2 * n:] * torch.tanh(c), c
 
-    def decode(self, h: torch.Tensor, *, variance: bool = True):
-        """Mean (``exp`` head) and, when asked, variance (softplus head + 1e-8) from ``h``."""
+    def decode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (``exp`` head) and variance (softplus head + 1e-8) of the fractions from ``h``."""
         f = h
-        for w, b in self._dec:
+        for w, b in self._layers("dec", 2):
             f = torch.relu(torch.addmm(b, f, w))
         out = torch.addmm(self.head_b, f, self.head_w)
-        mean = torch.exp(out[:, :3])
-        return (mean, F.softplus(out[:, 3:]) + _VAR_FLOOR) if variance else (mean, None)
+        return torch.exp(out[:, :3]), F.softplus(out[:, 3:]) + _VAR_FLOOR
 
-    def step_physical(self, z_t: torch.Tensor, x_t: torch.Tensor, state=None, *, variance: bool = True):
-        """One stage: ``Z_t`` (B, 3) and physical ``X_t`` (B, 4) -> (mean, var, (h, c)) of ``Z_{t+1}``.
-
-        With ``variance=False`` the variance head is skipped and ``var`` is None.
-        """
+    def step_physical(self, z_t: torch.Tensor, x_t: torch.Tensor, state=None):
+        """One stage: ``Z_t`` (B, 3) and physical ``X_t`` (B, 4) -> (mean, var, (h, c)) of ``Z_{t+1}``."""
         h, c = self.hidden(z_t, x_t, state)
-        mean, var = self.decode(h, variance=variance)
+        mean, var = self.decode(h)
         return mean, var, (h, c)
 
     def step(self, z_t: torch.Tensor, u_t: torch.Tensor, state=None):

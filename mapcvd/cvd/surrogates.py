@@ -27,7 +27,7 @@ from typing import Any
 from mapcvd.errors import InputError
 
 from .ranges import PAPER_N_MO, PAPER_RANGES, ScheduleRanges
-from mapcvd.store.layout import AGENT_PREFIXES, agent_stage
+from mapcvd.store.layout import agent_stage
 
 from .stored import dataset_table, load_nade
 
@@ -66,11 +66,6 @@ class SurrogateChoice:
     n_stages: int
     n_mo: int
     meta: dict
-
-    @property
-    def agent_prefix(self) -> str:
-        """Store group of an agent trained on this surrogate (``<prefix>/policy``, ``/results``)."""
-        return AGENT_PREFIXES[self.kind]
 
     @property
     def stage(self) -> str:

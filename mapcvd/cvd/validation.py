@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .agent import PolicyValue, discounted_returns, expected_return, rollout
+from .agent import PolicyValue, expected_return, rollout
 from .nade import PHASES
 from .ranges import ScheduleRanges
 from .surrogate_rollout import Frozen, fixed_rollout
@@ -38,12 +38,12 @@ __all__ = [
     "dataset_schedules",
     "fraction_sum_error",
     "free_run",
-    "md_returns",
     "md_seed",
     "paper_strategy",
     "phase_mae",
     "policy_arrays",
     "policy_from_arrays",
+    "schedule_return",
     "ranges_from_dict",
     "ranges_to_dict",
     "split_initial_s2",
@@ -129,11 +129,10 @@ def phase_mae(pred, Z) -> dict[str, float]:
     return {name: float(v) for name, v in zip(PHASES, err)}
 
 
-def md_returns(Z, gamma: float = 0.99) -> np.ndarray:
-    """Discounted return of runs with fractions ``Z`` (N, S, 3): the agent's reward (the 2H
-    fraction after each stage) summed with discount ``gamma``, shape (N,)."""
-    z2h = torch.as_tensor(np.asarray(Z)[..., 0], dtype=torch.float64)
-    return discounted_returns(z2h, gamma)[:, 0].numpy()
+def schedule_return(fractions) -> np.ndarray:
+    """The return of runs or predictions with fractions (..., S, 3): the sum over the stages of
+    the 2H fraction after each stage (undiscounted), shape (...)."""
+    return np.asarray(fractions, dtype=np.float64)[..., 0].sum(axis=-1)
 
 
 def policy_arrays(policy: PolicyValue) -> dict[str, np.ndarray]:
