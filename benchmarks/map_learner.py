@@ -37,11 +37,13 @@ def main() -> None:
     from mapcvd.config import load_config  # noqa: PLC0415
     from mapcvd.map.learner import run_learner  # noqa: PLC0415
     from mapcvd.map.system import replay_spec  # noqa: PLC0415
+    from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
     from mapcvd.store import create_campaign  # noqa: PLC0415
     from mapcvd.store.replay import ActorWriter, create_replay  # noqa: PLC0415
 
-    table = dict(load_config()["map"], batch=args.batch, learner_threads=args.threads, device=args.device,
-                 updates_per_transition=1e3, learning_starts=1, actors=1, replay_capacity=max(2048, args.transitions))
+    table = TrainingSettings.from_table(dict(
+        load_config()["map"], batch=args.batch, learner_threads=args.threads, device=args.device,
+        updates_per_transition=1e3, learning_starts=1, actors=1, replay_capacity=max(2048, args.transitions)))
     work = Path(tempfile.mkdtemp(prefix="map-learner-"))
     root = create_campaign(work / "bench.zarr", config={})
     spec = replay_spec(table, channels=3)

@@ -51,6 +51,7 @@ def untrained_greedy(store: Path, episodes: int) -> tuple[float, float]:
     from mapcvd.map.evaluate import evaluate_episode  # noqa: PLC0415
     from mapcvd.map.learner import state_dict_arrays  # noqa: PLC0415
     from mapcvd.map.system import build_network  # noqa: PLC0415
+    from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
     from mapcvd.workflows.map_training import stored_system  # noqa: PLC0415
 
@@ -58,8 +59,9 @@ def untrained_greedy(store: Path, episodes: int) -> tuple[float, float]:
     config = config_from_stored(root.attrs["config"], sections=("campaign", "map"), where=str(store))
     table, seed = config["map"], config["campaign"]["seed"]
     system = stored_system(root, table)
-    weights = state_dict_arrays(build_network(table, system.channels, seed))
-    rows = [evaluate_episode(system, table, policy="greedy", weights=weights, seed=seed, episode=k)[0]
+    training = TrainingSettings.from_table(table)
+    weights = state_dict_arrays(build_network(training, system.channels, seed))
+    rows = [evaluate_episode(system, training, policy="greedy", weights=weights, seed=seed, episode=k)[0]
             for k in range(episodes)]
     return float(np.mean([r["progress_A"] for r in rows])), float(np.mean([r["return"] for r in rows]))
 

@@ -15,7 +15,8 @@ from mapcvd.config import load_config
 from mapcvd.map.actor import NStepEmitter
 from mapcvd.map.dqn import n_step_returns
 from mapcvd.map.learner import run_learner
-from mapcvd.map.system import actor_epsilon, build_network
+from mapcvd.map.system import build_network
+from mapcvd.map.training_settings import TrainingSettings, actor_epsilon
 from mapcvd.store import create_campaign, open_campaign, stage_statuses
 from mapcvd.store.episodes import EpisodeLog, EpisodeWriter
 from mapcvd.store.metrics import read_metrics, trained_seconds
@@ -126,18 +127,20 @@ def test_nstep_emitter_streams_what_n_step_returns_computes():
 
 
 def test_ape_x_epsilons():
-    eps = [actor_epsilon(i, 8) for i in range(8)]
+    base, alpha = TrainingSettings().epsilon_base, TrainingSettings().epsilon_alpha
+    eps = [actor_epsilon(i, 8, base, alpha) for i in range(8)]
     assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4**8)
     assert all(a > b for a, b in zip(eps, eps[1:]))
-    assert actor_epsilon(0, 1) == pytest.approx(0.4)
+    assert actor_epsilon(0, 1, base, alpha) == pytest.approx(0.4)
 
 
 # ------------------------------------------------------------------ learner
 def test_learner_learns_a_bandit_from_the_store_and_resumes(root):
     """A one-step task written by a stand-in actor: reward 1 for action 0 only, in any state."""
-    table = dict(load_config()["map"], grid_points=4, conv_channels="4", hidden=16, batch=32,
-                 learning_starts=32, publish_every=25, publish_seconds=0.0, target_update=10, learning_rate=3e-3,
-                 updates_per_transition=10.0, checkpoint_seconds=1.0, actors=1)
+    training = TrainingSettings.from_table(dict(
+        load_config()["map"], grid_points=4, conv_channels="4", hidden=16, batch=32, learning_starts=32,
+        publish_every=25, publish_seconds=0.0, target_update=10, learning_rate=3e-3, updates_per_transition=10.0,
+        checkpoint_seconds=1.0, actors=1))
     spec = ReplaySpec(channels=2, points=4, n_actors=1, capacity=512, chunk=16)
     create_replay(root, spec)
     rng = np.random.default_rng(0)
@@ -154,12 +157,12 @@ def test_learner_learns_a_bandit_from_the_store_and_resumes(root):
     })
     writer.flush()
     assert trained_seconds(root) == 0.0  # no checkpoint yet
-    out = run_learner(root, table, deadline=1e18, seed=0, channels=2, max_updates=300, poll_seconds=0.01)
+    out = run_learner(root, training, deadline=1e18, seed=0, channels=2, max_updates=300, poll_seconds=0.01)
     assert trained_seconds(root) == pytest.approx(out["trained_seconds"]) and 0 < out["trained_seconds"] <= out["seconds"]
     assert out["updates"] == 300 and out["ingested"] == n and out["replay_size"] == n
     arrays, version, _ = read_weights(root)
     assert version == 300
-    net = build_network(table, 2, 0)
+    net = build_network(training, 2, 0)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
     with torch.no_grad():
         q = net(torch.from_numpy(rng.random((64, 2, 4, 4, 4)).astype(np.float32)))
@@ -167,7 +170,7 @@ def test_learner_learns_a_bandit_from_the_store_and_resumes(root):
     assert q[:, 0].mean().item() == pytest.approx(1.0, abs=0.2)
     assert len(read_metrics(root)["step"]) == 300 // 25
     # resume: nothing new to ingest, the counters continue from the checkpoint and the weights
-    again = run_learner(root, table, deadline=1e18, seed=0, channels=2, max_updates=350, poll_seconds=0.01)
+    again = run_learner(root, training, deadline=1e18, seed=0, channels=2, max_updates=350, poll_seconds=0.01)
     assert again["ingested"] == 0 and again["updates"] == 350 and again["replay_size"] == n
     # the training time adds up over sessions (the campaign's budget for map.minutes)
     assert trained_seconds(root) == pytest.approx(again["trained_seconds"])

@@ -193,6 +193,42 @@ def test_begin_pathway_keeps_segments_only_for_the_same_source(tmp_path):
     assert "segment_000" not in root["map/pathways/greedy_e0000"]
 
 
+def test_evaluate_straight_drag_scores_crossing_actions_and_raw_barrier(tmp_path):
+    """``map evaluate --policy straight``: +goal at every action; its figures are those of the stored episodes."""
+    from mapcvd.md.engine import Engine
+    from mapcvd.store.episodes import EpisodeLog
+
+    path = tmp_path / "lj.zarr"
+    _make_lj_store(path, "threads")
+    done = subprocess.run([sys.executable, "-m", "mapcvd.cli", "map", "evaluate", str(path), "--policy", "straight",
+                           "--episodes", "2", "--json"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(printed) == {"policy", "episodes", "mean_progress_A", "mean_return", "crossed_fraction",
+                            "mean_raw_barrier_eV", "mean_actions"}
+    root = open_campaign(path, "r")
+    log = EpisodeLog(root, evaluation_path("straight"))
+    summary = log.summary()
+    assert printed["policy"] == "straight" and printed["episodes"] == len(log) == 2
+    atoms, table = _lj_system()
+    system = build_system(validate({"map": table})["map"], atoms)
+    barriers = []
+    with Engine(system.atoms, system.potential) as engine:
+        for k in range(2):
+            steps = log.steps(k)
+            assert np.all(steps["action"] == 0)  # +x every time
+            assert np.all(np.diff(steps["agent"][:, 0]) == pytest.approx(table["delta_A"]))
+            engine.set_positions(log.frames(k)[0])
+            barriers.append(max(0.0, steps["energy"].max() - engine.potential_energy()))
+    # 16 actions of 0.5 A do not cross the 3-cell (12.6 A) box: every episode is cut at the action limit
+    assert printed["crossed_fraction"] == summary["crossed"].mean() == 0.0
+    assert printed["mean_actions"] == summary["actions"].mean() == 16
+    assert printed["mean_progress_A"] == pytest.approx(summary["progress_A"].mean())
+    assert printed["mean_raw_barrier_eV"] == pytest.approx(np.mean(barriers), abs=1e-6)
+    assert printed["mean_raw_barrier_eV"] > 0.05  # the He squeezes between Ar neighbours
+
+
 # ------------------------------------------------------------------ heavier
 @pytest.mark.heavy
 def test_map_paths_with_worker_processes(tmp_path):
@@ -239,14 +275,17 @@ def test_map_paths_on_a_reaxff_episode(tmp_path):
     cfg.write_text(TINY_REAXFF)
     store = tmp_path / "s.zarr"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for args in (["map", "train", cfg, "--store", store], ["map", "evaluate", store, "--episodes", 1]):
+    # the brief training's greedy and training episodes may all go backwards (the learner's progress in
+    # 18 s depends on the machine's speed); the straight-drag evaluation always gives a forward candidate
+    for args in (["map", "train", cfg, "--store", store], ["map", "evaluate", store, "--episodes", 1],
+                 ["map", "evaluate", store, "--episodes", 1, "--policy", "straight"]):
         done = subprocess.run([sys.executable, "-m", "mapcvd.cli", *map(str, args)], capture_output=True, text=True,
                               timeout=900, env=env)
         assert done.returncode == 0, done.stderr
     printed = _map_paths(store, tmp_path / "report", "--prominence", 0.05, "--min-length", 0.5)
     root = open_campaign(store, "r")
     labels = [r["label"] for r in printed["ranking"]] + ["baseline"]
-    assert labels[0].startswith(("greedy_e", "actor_000_e"))
+    assert labels[0].startswith(("greedy_e", "actor_000_e", "straight_e"))
     for label in labels:
         data = _check_refined_below_raw(root, label, REAXFF_TOLERANCE_EV)
         assert len(data["raw_energy"]) >= 2

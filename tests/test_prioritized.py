@@ -6,6 +6,7 @@ import pytest
 from mapcvd.config import load_config
 from mapcvd.map.prioritized import PRIORITY_FLOOR, PrioritizedReplay, base_priority
 from mapcvd.map.sumtree import SumTree
+from mapcvd.map.training_settings import TrainingSettings
 from mapcvd.store.replay_spec import ReplaySpec
 
 SHAPE = (1, 2, 2, 2)
@@ -100,10 +101,11 @@ def test_rate_limit_caps_updates_per_transition():
     assert per.update_budget(3, 5) == 7.0
 
 
-def test_from_table_reads_the_map_settings():
+def test_from_settings_reads_the_map_settings():
     table = dict(load_config()["map"], priority_alpha=0.3, priority_beta0=0.2, beta_updates=10,
                  updates_per_transition=0.5)
-    per = PrioritizedReplay.from_table(table, ReplaySpec(channels=1, points=2, n_actors=2, capacity=8, chunk=4))
+    spec = ReplaySpec(channels=1, points=2, n_actors=2, capacity=8, chunk=4)
+    per = PrioritizedReplay.from_settings(TrainingSettings.from_table(table), spec)
     assert (per.alpha, per.beta0, per.beta_updates, per.updates_per_transition) == (0.3, 0.2, 10, 0.5)
     per.add(make_rows([15], [1.0]))  # 2 actors x 8 slots
     assert len(per) == 1

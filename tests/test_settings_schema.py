@@ -5,16 +5,33 @@ from dataclasses import MISSING, fields
 import pytest
 
 from mapcvd.config import SCHEMA, config_fields, settings_from
+from mapcvd.cvd.learning_settings import LearningSettings
 from mapcvd.cvd.rmd import RmdSettings
 from mapcvd.errors import ConfigError, InputError
 from mapcvd.map.environment import MapSettings
 from mapcvd.map.system import settings_of
+from mapcvd.map.training_settings import TrainingSettings
 from mapcvd.pathways.neb import NebSettings, neb_from_map
 from mapcvd.workflows.pathways import pathway_settings
 
 #: (class, section, its fields that are no config key)
-CLASSES = [(MapSettings, "map", set()), (NebSettings, "map", {"minimize", "endpoint_steps"}),
-           (RmdSettings, "cvd", set())]
+CLASSES = [(MapSettings, "map", set()), (TrainingSettings, "map", set()),
+           (NebSettings, "map", {"minimize", "endpoint_steps"}), (RmdSettings, "cvd", set()),
+           (LearningSettings, "cvd_learning", set())]
+
+
+def test_every_map_cvd_and_learning_key_has_a_settings_field():
+    """Each [map], [cvd] and [cvd_learning] key reaches the code through a settings class (or is named here)."""
+    declared = {(where, k) for cls, _, _ in CLASSES for where, key in config_fields(cls).values()
+                for k in ([key] if isinstance(key, str) else key.values())}
+    # read where no settings class fits: the system's structure and potential, the evaluation and pathway
+    # drivers' plain values; the campaign seed
+    plain = {("map", k) for k in ("structure", "guided", "forcefield", "elements", "lammps_commands",
+                                  "eval_episodes", "segment_prominence_eV", "tst_temperature_K", "tst_distance_nm",
+                                  "paths_top")} | {("cvd", "seed")}
+    for section in ("map", "cvd", "cvd_learning"):
+        missing = {k for k in SCHEMA[section] if (section, k) not in declared | plain}
+        assert not missing, f"[{section}] keys without a settings field: {sorted(missing)}"
 
 
 def _default(f):

@@ -65,21 +65,20 @@ def check_campaign(config: dict) -> None:
     """
     from mapcvd.workflows.pathways import pathway_settings  # noqa: PLC0415
 
-    from mapcvd.cvd.learning import parse_widths, rmd_settings  # noqa: PLC0415
+    from mapcvd.cvd.learning import rmd_settings  # noqa: PLC0415
+    from mapcvd.cvd.learning_settings import LearningSettings  # noqa: PLC0415
     from mapcvd.cvd.surrogates import surrogate_kind  # noqa: PLC0415
     from mapcvd.map.system import check_map_table  # noqa: PLC0415
 
     check_map_table(config["map"])
     pathway_settings(config["map"])
-    L = config["cvd_learning"]
-    parse_widths(L["nade_encoder"], "cvd_learning.nade_encoder")
-    parse_widths(L["nade_decoder"], "cvd_learning.nade_decoder")
+    learning = LearningSettings.from_config(config)  # NADE layer widths too
     rmd_settings(config)
     try:
-        surrogate_kind(L["surrogate"])
+        surrogate_kind(learning.surrogate)
     except InputError as exc:
         raise ConfigError(f"cvd_learning.surrogate: {exc}") from None
-    reference = L["reference_surrogate"]
+    reference = learning.reference_surrogate
     if reference != "none":
         if surrogate_kind(reference) == "store":
             raise ConfigError("cvd_learning.reference_surrogate must be 'paper', a PATH.pt or 'none': the campaign "

@@ -171,12 +171,14 @@ class CvdStages:
         from mapcvd.cvd.validation import fraction_sum_error  # noqa: PLC0415
         from mapcvd.store import set_stage_status  # noqa: PLC0415
 
-        L = self.config["cvd_learning"]
-        if L["reference_surrogate"] == "none":
+        from mapcvd.cvd.learning_settings import LearningSettings  # noqa: PLC0415
+
+        learning = LearningSettings.from_config(self.config)
+        if learning.reference_surrogate == "none":
             set_stage_status(self.group, "cvd_agent_paper", "done")
             return None
-        fit = timed_app(fit_agent)(self.group, self.config, surrogate=L["reference_surrogate"],
-                                   updates=L["reference_updates"], log=self.log)
+        fit = timed_app(fit_agent)(self.group, self.config, surrogate=learning.reference_surrogate,
+                                   updates=learning.reference_updates, log=self.log)
         if fit["surrogate"].stage != "cvd_agent_paper":  # a file: its own stage is done, so is this one
             set_stage_status(self.group, "cvd_agent_paper", "done")
         best = fit["best"]

@@ -28,37 +28,41 @@ from mapcvd.timing import timed_app
 
 # ----------------------------------------------------------------- the apps
 @timed_app
-def actor_task(store_path: str, table: dict, actor: int, deadline: float, seed: int,
+def actor_task(store_path: str, table: dict, training, actor: int, deadline: float, seed: int,
                max_episodes: int | None = None) -> dict:
-    """Parsl app body: one actor until ``deadline`` (see :func:`mapcvd.map.actor.run_actor`)."""
+    """Parsl app body: one actor until ``deadline`` (see :func:`mapcvd.map.actor.run_actor`).
+
+    ``table`` is the ``[map]`` table of the system (structure, potential, environment),
+    checked by the driver; ``training`` the :class:`~mapcvd.map.training_settings.TrainingSettings`.
+    """
     from mapcvd.map.actor import run_actor  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
     root = open_campaign(store_path, "r+")
-    return run_actor(root, stored_system(root, table), table, actor=actor, deadline=deadline, seed=seed,
+    return run_actor(root, stored_system(root, table), training, actor=actor, deadline=deadline, seed=seed,
                      max_episodes=max_episodes)
 
 
 @timed_app
-def learner_task(store_path: str, table: dict, deadline: float, seed: int, channels: int,
+def learner_task(store_path: str, training, deadline: float, seed: int, channels: int,
                  max_updates: int | None = None) -> dict:
     """Parsl app body: the learner until ``deadline`` (see :func:`mapcvd.map.learner.run_learner`)."""
     from mapcvd.map.learner import run_learner  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
     root = open_campaign(store_path, "r+")
-    return run_learner(root, table, deadline=deadline, seed=seed, channels=channels, max_updates=max_updates)
+    return run_learner(root, training, deadline=deadline, seed=seed, channels=channels, max_updates=max_updates)
 
 
 @timed_app
-def evaluation_task(store_path: str, table: dict, policy: str, weights: dict | None, seed: int,
+def evaluation_task(store_path: str, table: dict, training, policy: str, weights: dict | None, seed: int,
                     episode: int) -> tuple:
     """Parsl app body: one evaluation episode; returns its log rows (the driver stores them)."""
     from mapcvd.map.evaluate import evaluate_episode  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
     root = open_campaign(store_path, "r")
-    return evaluate_episode(stored_system(root, table), table, policy=policy, weights=weights, seed=seed,
+    return evaluate_episode(stored_system(root, table), training, policy=policy, weights=weights, seed=seed,
                             episode=episode)
 
 
@@ -90,6 +94,7 @@ def prepare_map(group, table: dict, structure: str | None = None):
         When ``structure`` is given for a store that already trains on another one.
     """
     from mapcvd.map.system import build_system, replay_spec  # noqa: PLC0415
+    from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
     from mapcvd.md.structures import read_structure  # noqa: PLC0415
     from mapcvd.store.atoms import read_atoms, write_atoms  # noqa: PLC0415
     from mapcvd.store.replay import create_replay  # noqa: PLC0415
@@ -111,7 +116,7 @@ def prepare_map(group, table: dict, structure: str | None = None):
         atoms = read_structure(source)
         system = build_system(table, atoms)
         write_atoms(group, MAP_STRUCTURE_PATH, atoms, attrs={"source": str(source), "guided": system.guided.tolist()})
-    create_replay(group, replay_spec(table, system.channels))
+    create_replay(group, replay_spec(TrainingSettings.from_table(table), system.channels))
     return system
 
 
@@ -154,27 +159,29 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     from mapcvd.workflows.sites import has_gpu_executor  # noqa: PLC0415
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
+    from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
     from mapcvd.store import set_stage_info, stage_run  # noqa: PLC0415
 
     table = config["map"]
+    training = TrainingSettings.from_table(table)
     seed = config["campaign"]["seed"]
     system = prepare_map(group, table, structure)
     start = time.perf_counter()
     with stage_run(group, "map_train"):
         with parsl_block(parsl_config) as dfk:
             learner_label = "gpu" if has_gpu_executor(dfk.config) else "cpu"
-            deadline = time.time() + 60.0 * table["minutes"]
+            deadline = time.time() + 60.0 * training.minutes
             set_stage_info(group, "map_train", {"started": time.time(), "deadline": deadline,
-                                                "minutes": table["minutes"], "actors": table["actors"]})
+                                                "minutes": training.minutes, "actors": training.actors})
             learner = parsl.python_app(learner_task, executors=[learner_label])(
-                str(store_path), table, deadline, seed, system.channels, max_updates)
+                str(store_path), training, deadline, seed, system.channels, max_updates)
             actor_app = parsl.python_app(actor_task, executors=["cpu"])
-            actors = [actor_app(str(store_path), table, i, deadline, seed, max_episodes)
-                      for i in range(table["actors"])]
+            actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes)
+                      for i in range(training.actors)]
             if on_submitted is not None:
                 on_submitted()
-            log(f"MAP: {table['actors']} actor(s) on 'cpu', learner on '{learner_label}', "
-                f"{table['minutes']:g} min, {len(system.atoms)} atoms")
+            log(f"MAP: {training.actors} actor(s) on 'cpu', learner on '{learner_label}', "
+                f"{training.minutes:g} min, {len(system.atoms)} atoms")
             futures = [learner, *actors]
             last = time.perf_counter()
             while not all(f.done() for f in futures):
@@ -199,15 +206,16 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     Returns
     -------
     dict
-        ``policy``, ``episodes``, ``mean_progress_A``, ``mean_return`` (over these
-        episodes), ``progress_A`` (each), ``log`` (the store path of the episodes).
+        The figures of :func:`mapcvd.map.evaluate.summarise` over these episodes, with
+        ``progress_A`` and ``raw_barrier_eV`` (each) and ``log`` (the store path of
+        the episodes).
     """
-    import numpy as np  # noqa: PLC0415
     import parsl  # noqa: PLC0415
     from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
 
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
-    from mapcvd.map.evaluate import POLICIES  # noqa: PLC0415
+    from mapcvd.map.evaluate import POLICIES, summarise  # noqa: PLC0415
+    from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
     from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
     from mapcvd.store.weights import read_weights  # noqa: PLC0415
@@ -226,21 +234,24 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     writer = EpisodeWriter(group, evaluation_path(policy), n_atoms=len(system.atoms),
                            summary_fields=SUMMARY_FIELDS, step_fields=STEP_FIELDS, frames=True)
     first = writer.count
-    rows = []
+    rows, barriers = [], []
     with stage_run(group, f"map_evaluate_{policy}"):
         with parsl_block(parsl_config):
             app = parsl.python_app(evaluation_task, executors=["cpu"])
-            futures = [app(str(store_path), table, policy, weights, seed, first + k) for k in range(episodes)]
+            training = TrainingSettings.from_table(table)
+            futures = [app(str(store_path), table, training, policy, weights, seed, first + k)
+                       for k in range(episodes)]
             for future in as_completed(futures):
-                summary, steps, frames = future.result()
+                summary, steps, frames, barrier = future.result()
                 writer.append(summary, steps, frames)
                 rows.append(summary)
-                log(f"{policy} episode {int(summary['episode'])}: {int(summary['actions'])} actions, "
-                    f"progress {summary['progress_A']:+.2f} A, return {summary['return']:+.2f}")
-    progress = [r["progress_A"] for r in rows]
-    return {"policy": policy, "episodes": len(rows), "mean_progress_A": float(np.mean(progress)),
-            "mean_return": float(np.mean([r["return"] for r in rows])), "progress_A": progress,
-            "log": evaluation_path(policy)}
+                barriers.append(barrier)
+                ending = "crossed" if summary["crossed"] else "did not cross"
+                log(f"{policy} episode {int(summary['episode'])}: {int(summary['actions'])} actions, {ending}, "
+                    f"progress {summary['progress_A']:+.2f} A, raw barrier {barrier:.3f} eV, "
+                    f"return {summary['return']:+.2f}")
+    return {**summarise(policy, rows, barriers), "progress_A": [r["progress_A"] for r in rows],
+            "raw_barrier_eV": barriers, "log": evaluation_path(policy)}
 
 
 def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log: Callable[[str], None] = print,

@@ -55,13 +55,13 @@ def _system(root, table: dict):
 @timed_app
 def baseline_task(store_path: str, table: dict, seed: int) -> tuple:
     """Parsl app body: the straight drag (action 0 every time) from the stored structure; its log rows."""
-    from mapcvd.map.episode import log_rows, play_episode  # noqa: PLC0415
+    from mapcvd.map.episode import log_rows, play_episode, straight_drag  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
     system = _system(open_campaign(store_path, "r"), table)
     env = system.environment(seed=seed)
     try:
-        result = play_episode(env, lambda state: (0, None))
+        result = play_episode(env, straight_drag)
         return log_rows(env, result, episode=0, epsilon=0.0, weights_version=-1)
     finally:
         env.close()

@@ -24,6 +24,7 @@ import click
 import numpy as np
 
 from mapcvd.commands.common import config_for, console, log
+from mapcvd.cvd.learning_settings import LearningSettings
 from mapcvd.cvd.learning import no_2h
 from mapcvd.store.layout import NADE_WEIGHTS
 from mapcvd.errors import InputError
@@ -178,9 +179,9 @@ def nade_command(store_path, config_file, out_dir):
     from mapcvd.store import open_campaign
 
     config = config_for(config_file, store_path)
-    L = config["cvd_learning"]
+    learning = LearningSettings.from_config(config)
     group = open_campaign(store_path, "r+")
-    with _Bar("NADE epochs", L["nade_epochs"], every=max(1, L["nade_epochs"] // 10)) as bar:
+    with _Bar("NADE epochs", learning.nade_epochs, every=max(1, learning.nade_epochs // 10)) as bar:
         fit = fit_nade(group, config, log=log,
                        progress=lambda e, tr, va: bar.update(e + 1, f"train {tr:.3f} val {va:.3f}"))
     hist, val, X, Z = fit["hist"], fit["val"], fit["X"], fit["Z"]
@@ -301,9 +302,9 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
     from mapcvd.store import open_campaign, open_or_create_campaign
 
     config = config_for(config_file, store_path)
-    L = config["cvd_learning"]
-    surrogate = surrogate or L["surrogate"]
-    total = updates or L["agent_updates"]
+    learning = LearningSettings.from_config(config)
+    surrogate = surrogate or learning.surrogate
+    total = updates or learning.agent_updates
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         if surrogate_kind(surrogate) == "store":
             group = open_campaign(store_path, "r+")
@@ -315,7 +316,7 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
         optimum = fit_optimum(group, config, fit["surrogate"], log=log)
         paths = _agent_figures(group, fit["paths"][1], _figures(out_dir, store_path), fit["surrogate"].kind, optimum)
         if not as_json:
-            _print_agent(fit, L["agent_eval_episodes"], optimum)
+            _print_agent(fit, learning.agent_eval_episodes, optimum)
             for path in paths:
                 click.echo(f"figure: {path}")
     if as_json:

@@ -25,6 +25,8 @@ import click
 import numpy as np
 
 from mapcvd.commands.common import config_for, log
+from mapcvd.config import SCHEMA
+from mapcvd.cvd.learning_settings import LearningSettings
 
 _surrogate_option = click.option(
     "--surrogate", "spec", default=None, metavar="store|paper|PATH.pt",
@@ -120,9 +122,11 @@ def optimise_command(spec, store_path, starts, steps, first_stage, seed, as_json
     from mapcvd.cvd.schedule import write_schedule
     from mapcvd.cvd.validation import SUM_TOLERANCE, fraction_sum_error
 
-    L = config_for(None, store_path)["cvd_learning"]
-    choice, group = _choose(spec or L["surrogate"], store_path, "r+", any_existing=True)
-    starts, steps = starts or L["optimise_starts"], steps or L["optimise_steps"] or 1500
+    learning = LearningSettings.from_config(config_for(None, store_path))
+    choice, group = _choose(spec or learning.surrogate, store_path, "r+", any_existing=True)
+    # optimise_steps 0 only tells 'cvd agent' and the campaign to skip the optimum: here it means the default
+    starts = starts or learning.optimise_starts
+    steps = steps or learning.optimise_steps or SCHEMA["cvd_learning"]["optimise_steps"].default
     if not as_json:
         log(f"{_describe(choice)}; {starts} starts x {steps} Adam steps, first stage {first_stage}")
     every = max(1, steps // 10)

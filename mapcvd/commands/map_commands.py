@@ -71,14 +71,24 @@ def map_train(config_file, store_path, structure, site, actors, minutes, seed):
         f"'mapcvd map evaluate {store_path} --episodes 5 --policy greedy'")
 
 
+#: Keys of ``map evaluate --json``.
+EVALUATION_KEYS = ("policy", "episodes", "mean_progress_A", "mean_return", "crossed_fraction", "mean_raw_barrier_eV",
+                   "mean_actions")
+
+
 @click.command("evaluate")
 @click.argument("store_path", type=click.Path(path_type=Path))
 @click.option("--episodes", type=int, default=None, help="Episodes (default: map.eval_episodes).")
-@click.option("--policy", type=click.Choice(["greedy", "random"]), default="greedy", show_default=True)
+@click.option("--policy", type=click.Choice(["greedy", "random", "straight"]), default="greedy", show_default=True,
+              help="greedy: the trained network (epsilon 0); random: uniform actions; straight: +goal every time.")
 @click.option("--site", default=None, help="Parsl site (default: the store's config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def map_evaluate(store_path, episodes, policy, site, as_json):
-    """Run episodes of the stored greedy policy (epsilon 0) or of random actions; store their pathways."""
+    """Run episodes of the greedy policy, random actions or the straight drag; store their pathways.
+
+    Every policy starts from the same structure with the same MD seeds per episode, so
+    their crossed share, progress and raw barrier compare on equal terms.
+    """
     from mapcvd.workflows.map_training import map_site, run_map_evaluation  # noqa: PLC0415
 
     if episodes is not None and episodes < 1:
@@ -92,10 +102,11 @@ def map_evaluate(store_path, episodes, policy, site, as_json):
     result = run_map_evaluation(config, group, str(store_path), parsl_config, policy=policy, episodes=episodes,
                                 log=quiet)
     if as_json:
-        click.echo(json.dumps({k: result[k] for k in ("policy", "episodes", "mean_progress_A", "mean_return")}))
+        click.echo(json.dumps({k: result[k] for k in EVALUATION_KEYS}))
     else:
-        log(f"{policy}: mean progress {result['mean_progress_A']:+.2f} A, mean return {result['mean_return']:+.2f} "
-            f"over {result['episodes']} episodes (stored in {result['log']})")
+        log(f"{policy}: crossed {result['crossed_fraction']:.0%}, mean progress {result['mean_progress_A']:+.2f} A, "
+            f"mean raw barrier {result['mean_raw_barrier_eV']:.3f} eV, {result['mean_actions']:.1f} actions, "
+            f"mean return {result['mean_return']:+.2f} over {result['episodes']} episodes (stored in {result['log']})")
 
 
 def _experiment(config: dict, out_dir, variants: dict, title: str, png: str) -> None:

@@ -25,8 +25,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mapcvd.config import config_values
+from mapcvd.cvd.learning_settings import LearningSettings, parse_widths
 from mapcvd.cvd.stored import dataset_table, jsonable, load_nade, next_version, read_checkpoint
-from mapcvd.errors import ConfigError, InputError, StoreError
+from mapcvd.errors import InputError, StoreError
 from mapcvd.store.layout import NADE_RESULTS, NADE_WEIGHTS, agent_paths, validation_path, validation_stage
 from mapcvd.timing import measure
 
@@ -48,17 +50,6 @@ def no_2h(max_2h: float | None) -> bool:
 
 
 # ----------------------------------------------------------------------- helpers
-def parse_widths(text: str, key: str) -> list[int]:
-    """Layer widths written as ``'24 48 72'`` (or with commas); ConfigError naming ``key`` otherwise."""
-    try:
-        values = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(f"config key '{key}' must list positive integer widths such as '24 48 72', got {text!r}")
-    return values
-
-
 def rmd_settings(config: dict) -> tuple[dict, tuple[str, ...]]:
     """The ``[cvd]`` reactive-MD settings as a plain dict (checked), and the species names."""
     import dataclasses  # noqa: PLC0415
@@ -98,9 +89,8 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
     from mapcvd.cvd.validation import free_run, phase_mae, ranges_from_dict  # noqa: PLC0415
     from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
 
-    L = config["cvd_learning"]
-    model_config = {"encoder": parse_widths(L["nade_encoder"], "cvd_learning.nade_encoder"), "lstm": L["nade_lstm"],
-                    "decoder": parse_widths(L["nade_decoder"], "cvd_learning.nade_decoder")}
+    learning = LearningSettings.from_config(config)
+    model_config = learning.nade_model
     table = dataset_table(group)
     data = table.done()
     n = len(data["rows"])
@@ -110,15 +100,15 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
     attrs = table.attrs
     ranges = ranges_from_dict(attrs["ranges"])
     X, Z = data["X"], data["Z"]
-    torch.set_num_threads(L["threads"])
+    torch.set_num_threads(learning.threads)
     log(f"NADE-CVD {model_config} on {n} runs x {table.n_stages} stages "
-        f"({L['nade_val_fraction']:.0%} held out), up to {L['nade_epochs']} epochs")
+        f"({learning.nade_val_fraction:.0%} held out), up to {learning.nade_epochs} epochs")
     with stage_run(group, "cvd_nade"):
         start = time.perf_counter()
         with measure("torch"):
             model, hist = train_nade(
-                X, Z, epochs=L["nade_epochs"], batch_size=L["nade_batch"], lr=L["nade_lr"],
-                validation_fraction=L["nade_val_fraction"], patience=L["nade_patience"] or None,
+                X, Z, epochs=learning.nade_epochs, batch_size=learning.nade_batch, lr=learning.nade_lr,
+                validation_fraction=learning.nade_val_fraction, patience=learning.nade_patience or None,
                 seed=attrs["seed"], ranges=ranges, config=model_config, progress=progress,
             )
             seconds = time.perf_counter() - start
@@ -132,7 +122,7 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
             "dataset_rows": data["rows"], "train_rows": data["rows"][train], "val_rows": data["rows"][val],
             "best_epoch": hist["best_epoch"], "best_val_nll": hist["best_val"], "epochs_run": hist["epochs_run"],
             "mae_one_step": mae_step, "mae_free_run": mae_free, "seconds": seconds,
-            "settings": {k: v for k, v in L.items() if k.startswith("nade_")},
+            "settings": {k: v for k, v in config_values(learning).items() if k.startswith("nade_")},
         })
         write_array_checkpoint(group, NADE_WEIGHTS, to_arrays(model), version=version, meta=meta)
         write_array_checkpoint(
@@ -198,9 +188,9 @@ def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int
     from mapcvd.cvd.validation import best_schedules, compare_returns, policy_arrays, ranges_to_dict  # noqa: PLC0415
     from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
 
-    L = config["cvd_learning"]
-    updates, batch = updates or L["agent_updates"], batch or L["agent_batch"]
-    choice = resolve_surrogate(surrogate or L["surrogate"], group)
+    learning = LearningSettings.from_config(config)
+    updates, batch = updates or learning.agent_updates, batch or learning.agent_batch
+    choice = resolve_surrogate(surrogate or learning.surrogate, group)
     model, ranges, n_stages = choice.model, choice.ranges, choice.n_stages
     max_2h = None
     if choice.kind == "store":
@@ -209,7 +199,7 @@ def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int
         max_2h = float(np.nanmax(dataset.done()["Z"][..., 0], initial=0.0))
     else:
         seed = int(config["campaign"]["seed"])
-    torch.set_num_threads(L["threads"])
+    torch.set_num_threads(learning.threads)
     action_scale, target_box = tuple(ranges.span), (tuple(ranges.low), tuple(ranges.high))
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
@@ -222,19 +212,19 @@ def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int
         with measure("torch"):
             policy, hist = train_agent(
                 model, updates=updates, batch=batch, n_stages=n_stages, seed=seed + 1, ranges=ranges,
-                lr=L["agent_lr"], gamma=L["agent_gamma"], policy=policy, progress=progress,
+                lr=learning.agent_lr, gamma=learning.agent_gamma, policy=policy, progress=progress,
             )
             seconds = time.perf_counter() - start
-            ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": L["agent_eval_episodes"], "seed": seed + 2}
+            ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": learning.agent_eval_episodes, "seed": seed + 2}
             comparison = compare_returns(model, policy, **ev)
-            best = best_schedules(model, policy, k=L["agent_best"], **ev)
+            best = best_schedules(model, policy, k=learning.agent_best, **ev)
         meta = jsonable({
             "input_size": model.hidden_size, "hidden": list(POLICY_HIDDEN), "action_scale": list(action_scale),
             "target_box": [list(b) for b in target_box],
             "sigma": list(ranges.step_std), "ranges": ranges_to_dict(ranges), "n_stages": n_stages,
             "surrogate": {"kind": choice.kind, "label": choice.label, "n_mo": choice.n_mo, **choice.meta},
             "nade_version": choice.meta.get("nade_version"), "updates": updates, "batch": batch,
-            "lr": L["agent_lr"], "gamma": L["agent_gamma"], "seed": seed + 1, "seconds": seconds,
+            "lr": learning.agent_lr, "gamma": learning.agent_gamma, "seed": seed + 1, "seconds": seconds,
             "expected_return": comparison, "return": "undiscounted sum over stages of the predicted mean 2H",
             "dataset_max_2h": max_2h,
         })

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mapcvd.cvd.learning_settings import LearningSettings
 from mapcvd.errors import InputError
 from mapcvd.store.layout import optimum_path
 
@@ -251,13 +252,13 @@ def fit_optimum(group, config: dict, choice, *, log: Callable[[str], None] = pri
     ``cvd_learning.optimise_starts`` starts and ``optimise_steps`` steps, seeded by the
     campaign seed, and saves it (:func:`save_optimum`). None when ``optimise_steps`` is 0.
     """
-    L = config["cvd_learning"]
-    if L["optimise_steps"] == 0:
+    learning = LearningSettings.from_config(config)
+    if learning.optimise_steps == 0:
         return None
-    log(f"optimising {L['optimise_starts']} schedules through the {choice.label} surrogate "
-        f"({L['optimise_steps']} Adam steps, first stage random as the agent's)")
-    result = optimise_schedules(choice.model, choice.ranges, choice.n_stages, starts=L["optimise_starts"],
-                                steps=L["optimise_steps"], first_stage="random", seed=int(config["campaign"]["seed"]))
+    log(f"optimising {learning.optimise_starts} schedules through the {choice.label} surrogate "
+        f"({learning.optimise_steps} Adam steps, first stage random as the agent's)")
+    result = optimise_schedules(choice.model, choice.ranges, choice.n_stages, starts=learning.optimise_starts,
+                                steps=learning.optimise_steps, first_stage="random", seed=int(config["campaign"]["seed"]))
     save_optimum(group, choice, result)
     log(f"optimised in {result['seconds']:.1f} s: mean return {result['mean_return']:.4f}, "
         f"best {result['best_return']:.4f}")

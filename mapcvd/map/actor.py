@@ -23,7 +23,8 @@ from mapcvd.map.dqn import n_step_returns
 from mapcvd.timing import measure
 from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS, log_rows, play_episode
 from mapcvd.map.prioritized import base_priority
-from mapcvd.map.system import MapSystem, actor_epsilon, build_network
+from mapcvd.map.system import MapSystem, build_network
+from mapcvd.map.training_settings import TrainingSettings, actor_epsilon
 from mapcvd.store.episodes import EpisodeWriter
 from mapcvd.store.layout import actor_episodes_path
 from mapcvd.store.replay import ActorWriter
@@ -96,7 +97,7 @@ class NStepEmitter:
         }
 
 
-def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: float, seed: int,
+def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int, deadline: float, seed: int,
               max_episodes: int | None = None) -> dict:
     """Run epsilon-greedy episodes until ``deadline`` (``time.time()``), streaming to the store.
 
@@ -107,10 +108,10 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
         actor's replay group and episode log.
     system
         The MAP system (structure, potential, guided atoms, settings).
-    table
-        The ``[map]`` configuration table.
+    training
+        The training settings (network, epsilon, n-step, weight polling, frames).
     actor
-        Actor id, ``0 .. table["actors"] - 1``.
+        Actor id, ``0 .. training.actors - 1``.
     deadline
         Wall-clock time after which no new action starts.
     seed
@@ -129,13 +130,12 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    n_actors = table["actors"]
-    epsilon = actor_epsilon(actor, n_actors, table["epsilon_base"], table["epsilon_alpha"])
-    net = build_network(table, system.channels, seed)
+    epsilon = actor_epsilon(actor, training.actors, training.epsilon_base, training.epsilon_alpha)
+    net = build_network(training, system.channels, seed)
     net.eval()
     writer = ActorWriter(root, actor)
     log = EpisodeWriter(root, actor_episodes_path(actor), n_atoms=len(system.atoms), summary_fields=SUMMARY_FIELDS,
-                        step_fields=STEP_FIELDS, frames=table["training_frames"])
+                        step_fields=STEP_FIELDS, frames=training.training_frames)
     version = -1
 
     def pull_weights() -> None:
@@ -154,7 +154,7 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
     episodes = actions = transitions = 0
     progress: list[float] = []
     env = system.environment(seed=seed)
-    emitter = NStepEmitter(table["n_step"], table["gamma"])
+    emitter = NStepEmitter(training.n_step, training.gamma)
     pull_weights()
     try:
         while time.time() < deadline and (max_episodes is None or episodes < max_episodes):
@@ -177,7 +177,7 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
                     rows["episode"] = np.full(len(rows["step"]), episode, dtype=np.int32)
                     writer.add_batch(rows)
                     transitions += len(rows["step"])
-                if actions % table["weights_every"] == 0:
+                if actions % training.weights_every == 0:
                     pull_weights()
 
             result = play_episode(env, policy, deadline=deadline, on_start=emitter.start, on_step=on_step)
@@ -192,7 +192,7 @@ def run_actor(root, system: MapSystem, table: dict, *, actor: int, deadline: flo
             writer.flush()
             summary, steps, frames = log_rows(env, result, episode=episode, epsilon=epsilon,
                                               weights_version=max(version, 0))
-            log.append(summary, steps, frames if table["training_frames"] else None)
+            log.append(summary, steps, frames if training.training_frames else None)
             episodes += 1
             progress.append(result.progress)
             log.set_status({"episodes": log.count, "actions": actions, "epsilon": epsilon,

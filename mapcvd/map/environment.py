@@ -190,6 +190,7 @@ class MapEnvironment:
         self.engine.set_tether([self.guided[0]], self.agent, k=s.tether_k)
         trace = self.engine.run_nvt(s.relax_steps, s.temperature, timestep_fs=s.timestep_fs, damping_fs=s.damping_fs)
         self.history = deque(trace.potential_energy, maxlen=s.energy_window)
+        self.start_energy = float(trace.potential_energy[-1])
         self.records: list[StepRecord] = []
         self.frames: list[np.ndarray] = [self.engine.get_positions(unwrapped=True)]
         return self.state()

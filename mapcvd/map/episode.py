@@ -29,6 +29,13 @@ STEP_FIELDS: dict[str, tuple] = {
 
 #: A policy maps a state grid to (action, Q-values or None).
 Policy = Callable[[np.ndarray], tuple[int, np.ndarray | None]]
+
+
+def straight_drag(state: np.ndarray) -> tuple[int, None]:
+    """The straight drag: action 0 (+goal axis) in every state, MAP's strongest simple alternative."""
+    return 0, None
+
+
 #: Called after each action with (state, action, reward, next_state, done, q_next, info).
 StepHook = Callable[..., None]
 

@@ -30,6 +30,7 @@ import numpy as np
 from mapcvd.map.dqn import Batch, DQNLearner
 from mapcvd.map.prioritized import PrioritizedReplay
 from mapcvd.map.system import build_network
+from mapcvd.map.training_settings import TrainingSettings
 from mapcvd.store.learner_state import LearnerReplay
 
 
@@ -61,7 +62,7 @@ def state_dict_arrays(net) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
 
 
-def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
+def run_learner(root, training: TrainingSettings, *, deadline: float, seed: int, channels: int,
                 max_updates: int | None = None, poll_seconds: float = 0.25) -> dict:
     """Train from the replay until ``deadline`` (``time.time()``); publish weights and checkpoints.
 
@@ -70,8 +71,8 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     root
         Campaign root group, read-write; this process is the only writer of
         ``map/learner``.
-    table
-        The ``[map]`` configuration table.
+    training
+        The training settings (network, DQN updates, replay, publication, device).
     deadline
         Wall-clock time at which the learner publishes, checkpoints and returns.
     seed
@@ -96,19 +97,19 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     import torch  # noqa: PLC0415
 
     start = time.perf_counter()
-    device = choose_device(table["device"])
+    device = choose_device(training.device)
     if device == "cpu":
-        torch.set_num_threads(table["learner_threads"])
+        torch.set_num_threads(training.learner_threads)
     replay = LearnerReplay(root)
     spec = replay.spec
-    net = build_network(table, channels, seed)
+    net = build_network(training, channels, seed)
     loaded = replay.load_weights()
     version = 0
     if loaded is not None:
         arrays, version, _ = loaded
         net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
-    learner = DQNLearner(net, lr=table["learning_rate"], target_update=table["target_update"],
-                         double=table["double_dqn"], device=device)
+    learner = DQNLearner(net, lr=training.learning_rate, target_update=training.target_update,
+                         double=training.double_dqn, device=device)
     # the weights may have been published after the last ingest checkpoint
     updates = max(int(replay.meta.get("updates", replay.step)), version)
     learner.updates = updates
@@ -117,7 +118,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
     if loaded is None:
         replay.save_weights(state_dict_arrays(net), version=0, meta={"updates": 0})
 
-    per = PrioritizedReplay.from_table(table, spec)
+    per = PrioritizedReplay.from_settings(training, spec)
     for rows in replay.reload().values():  # resume: rows ingested before, saved priorities
         per.add(rows, replay.priorities.reshape(-1)[rows["slot"]])
     rng = np.random.default_rng([seed, 1, updates])
@@ -142,7 +143,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
             ingested += n
             ingested_total += n
         ingest_seconds += time.perf_counter() - t0
-        can_train = len(per) >= table["learning_starts"] and per.may_update(updates, ingested_total)
+        can_train = len(per) >= training.learning_starts and per.may_update(updates, ingested_total)
         if max_updates is not None and updates >= max_updates:
             break
         if now >= deadline:
@@ -153,7 +154,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
         for _ in range(max(1, int(min(8, per.update_budget(updates, ingested_total))))):
             # sample -> train step -> update priorities
             beta = per.beta(updates)
-            slots, transitions, weights = per.sample(table["batch"], rng, beta)
+            slots, transitions, weights = per.sample(training.batch, rng, beta)
             t0 = time.perf_counter()
             loss, td = learner.train_step(to_batch(transitions, weights))
             train_seconds += time.perf_counter() - t0
@@ -163,7 +164,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
             losses.append(loss)
             # publish weights and a metrics row
             since = time.perf_counter() - window_start
-            if updates - version >= table["publish_every"] and since >= table["publish_seconds"]:
+            if updates - version >= training.publish_every and since >= training.publish_seconds:
                 window = updates - version
                 version = updates
                 replay.save_weights(state_dict_arrays(learner.online), version=version, meta={"updates": updates})
@@ -179,7 +180,7 @@ def run_learner(root, table: dict, *, deadline: float, seed: int, channels: int,
                 break
         per.maintain()
         # checkpoint the ingest state
-        if time.time() - last_checkpoint >= table["checkpoint_seconds"]:
+        if time.time() - last_checkpoint >= training.checkpoint_seconds:
             checkpoint(trained_before + time.time() - session_start)
             last_checkpoint = time.time()
     if updates != version:

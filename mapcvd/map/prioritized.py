@@ -102,8 +102,8 @@ class PrioritizedReplay:
         Rate limit: at most this many learner updates per ingested transition.
     """
 
-    def __init__(self, size: int, state_shape: tuple, dtype, *, alpha: float = 0.6, beta0: float = 0.4,
-                 beta_updates: int = 5000, updates_per_transition: float = 2.0):
+    def __init__(self, size: int, state_shape: tuple, dtype, *, alpha: float, beta0: float, beta_updates: int,
+                 updates_per_transition: float):
         self.alpha = alpha
         self.beta0 = beta0
         self.beta_updates = beta_updates
@@ -119,12 +119,13 @@ class PrioritizedReplay:
         self._filled = np.zeros(size, dtype=bool)
 
     @classmethod
-    def from_table(cls, table: Mapping, spec) -> PrioritizedReplay:
-        """One sized for the replay ``spec`` with the settings of the ``[map]`` table."""
+    def from_settings(cls, training, spec) -> PrioritizedReplay:
+        """One sized for the replay ``spec`` with the priority settings of ``training``
+        (a :class:`~mapcvd.map.training_settings.TrainingSettings`)."""
         return cls(
             spec.n_actors * spec.capacity, (spec.channels, spec.points, spec.points, spec.points),
-            np.dtype(spec.state_dtype), alpha=table["priority_alpha"], beta0=table["priority_beta0"],
-            beta_updates=table["beta_updates"], updates_per_transition=table["updates_per_transition"],
+            np.dtype(spec.state_dtype), alpha=training.priority_alpha, beta0=training.priority_beta0,
+            beta_updates=training.beta_updates, updates_per_transition=training.updates_per_transition,
         )
 
     def __len__(self) -> int:

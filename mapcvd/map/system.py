@@ -27,6 +27,7 @@ from mapcvd.map.environment import (
     MapEnvironment,
     MapSettings,
 )
+from mapcvd.map.training_settings import TrainingSettings
 from mapcvd.md.potentials import Potential, lammps_commands, reaxff
 from mapcvd.md.structures import read_structure
 from mapcvd.store.replay_spec import ReplaySpec
@@ -106,46 +107,20 @@ def settings_of(table: dict) -> MapSettings:
     return settings_from(MapSettings, table, section="map")
 
 
-def conv_channels(table: dict) -> tuple[int, ...]:
-    """The ``conv_channels`` key as integers."""
-    try:
-        values = tuple(int(v) for v in table["conv_channels"].split())
-    except ValueError:
-        raise InputError(f"map.conv_channels must be integers, got {table['conv_channels']!r}") from None
-    if not values or min(values) < 1:
-        raise InputError(f"map.conv_channels must be positive integers, got {table['conv_channels']!r}")
-    return values
-
-
-def build_network(table: dict, channels: int, seed: int) -> QNetwork3D:
-    """The Q-network of the table, initialised from ``seed`` (the same on every actor and the learner)."""
+def build_network(training: TrainingSettings, channels: int, seed: int) -> QNetwork3D:
+    """The Q-network of the settings, initialised from ``seed`` (the same on every actor and the learner)."""
     import torch  # noqa: PLC0415
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return QNetwork3D(channels, table["grid_points"], n_actions=5, conv_channels=conv_channels(table),
-                          hidden=table["hidden"])
+        return QNetwork3D(channels, training.grid_points, n_actions=5, conv_channels=training.conv_layers,
+                          hidden=training.hidden)
 
 
-def replay_spec(table: dict, channels: int) -> ReplaySpec:
-    """The replay layout of the table."""
-    if table["replay_capacity"] % table["replay_chunk"]:
-        raise InputError(
-            f"map.replay_capacity ({table['replay_capacity']}) must be a multiple of map.replay_chunk "
-            f"({table['replay_chunk']})"
-        )
-    return ReplaySpec(channels=channels, points=table["grid_points"], n_actors=table["actors"],
-                      capacity=table["replay_capacity"], chunk=table["replay_chunk"])
-
-
-def actor_epsilon(actor: int, n_actors: int, base: float = 0.4, alpha: float = 7.0) -> float:
-    """Ape-X's fixed exploration of actor ``actor``: ``base^(1 + alpha i / (N - 1))`` (``base`` for N = 1).
-
-    Horgan et al., "Distributed Prioritized Experience Replay", arXiv:1803.00933.
-    """
-    if n_actors <= 1:
-        return float(base)
-    return float(base ** (1.0 + alpha * actor / (n_actors - 1)))
+def replay_spec(training: TrainingSettings, channels: int) -> ReplaySpec:
+    """The replay layout of the settings."""
+    return ReplaySpec(channels=channels, points=training.grid_points, n_actors=training.actors,
+                      capacity=training.replay_capacity, chunk=training.replay_chunk)
 
 
 def _available_memory() -> int:
@@ -170,14 +145,14 @@ def _checked_parts(table: dict, atoms: Atoms | None) -> tuple[Potential, MapSett
     """The potential, settings and (with ``atoms``) guided atoms of the table, after every check."""
     potential = build_potential(table)
     settings = settings_of(table)
-    conv_channels(table)
+    training = TrainingSettings.from_table(table)
     grid_bytes = len(potential.elements) * settings.grid_points**3 * 4
     if grid_bytes > MAX_GRID_BYTES:
         raise InputError(
             f"a state grid of {settings.grid_points}^3 points x {len(potential.elements)} channels takes "
             f"{grid_bytes / 2**20:.1f} MiB, over the {MAX_GRID_BYTES >> 20} MiB limit: lower map.grid_points"
         )
-    spec = replay_spec(table, len(potential.elements))
+    spec = replay_spec(training, len(potential.elements))
     cache = spec.n_actors * spec.capacity * 2 * grid_bytes // 2  # float16 grids
     if cache > 0.5 * _available_memory():
         raise InputError(
