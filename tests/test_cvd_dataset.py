@@ -23,12 +23,17 @@ from mapcvd.config import validate
 from mapcvd.cvd.ranges import PAPER_RANGES
 from mapcvd.cvd.validation import SCHEDULE_BLOCK, dataset_schedules
 from mapcvd.errors import ConfigError, StoreError
-from mapcvd.store import open_campaign, open_or_create_campaign, stage_statuses
+from mapcvd.store import open_campaign, open_or_create_campaign, run_stage, stage_statuses
 from mapcvd.store.cvd_dataset import SPECIES, STATUS, RunTable, check_result
 from mapcvd.store.layout import DATASET_PATH
 
 S = 5  # stages per run in these tests
 RMD = {"n_mo": 16, "n_stages": S, "stage_ps": 0.1}  # what the driver hands to every app
+
+
+def dataset_stage(group, *args, **kw):
+    """``run_dataset`` as the campaign stage ``cvd_dataset`` (the stage runner writes its status)."""
+    return run_stage(group, "cvd_dataset", lambda: run_dataset(group, *args, **kw))
 
 
 def standin_rmd(schedule, cvd_table, seed):
@@ -164,7 +169,7 @@ def test_resume_after_interrupt_and_crash_continues_without_duplicates(campaign)
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_dataset(group, threads(tmp_path), config=config, runs=6, rmd=RMD, species=SPECIES,
+        dataset_stage(group, threads(tmp_path), config=config, runs=6, rmd=RMD, species=SPECIES,
                     run_fn=first, progress=stop_after_three, log=lambda s: None)
     assert stage_statuses(group)["cvd_dataset"] == "failed"
     table = RunTable.open(group, DATASET_PATH)
@@ -177,7 +182,7 @@ def test_resume_after_interrupt_and_crash_continues_without_duplicates(campaign)
 
     second = Recorder()
     lines = []
-    summary = run_dataset(group, threads(tmp_path), config=config, runs=8, rmd=RMD, species=SPECIES,
+    summary = dataset_stage(group, threads(tmp_path), config=config, runs=8, rmd=RMD, species=SPECIES,
                           run_fn=second, log=lines.append)
     table = RunTable.open(group, DATASET_PATH)
     x = planned(8)
@@ -192,7 +197,7 @@ def test_resume_after_interrupt_and_crash_continues_without_duplicates(campaign)
     np.testing.assert_array_equal(table.read("X"), x)
     assert "3 of 8 runs done, 5 to run" in lines[0]
     third = Recorder()
-    run_dataset(group, threads(tmp_path), config=config, runs=8, rmd=RMD, species=SPECIES,
+    dataset_stage(group, threads(tmp_path), config=config, runs=8, rmd=RMD, species=SPECIES,
                 run_fn=third, log=lambda s: None)
     assert third.calls == []  # nothing left to do
 
@@ -218,7 +223,7 @@ def test_failed_run_is_recorded_retried_once_and_never_stored(campaign):
 
     rec = Recorder(fn, fail)
     events = []
-    summary = run_dataset(group, threads(tmp_path), config=config, runs=4, rmd=RMD, species=SPECIES,
+    summary = dataset_stage(group, threads(tmp_path), config=config, runs=4, rmd=RMD, species=SPECIES,
                           run_fn=rec, progress=events.append, log=lambda s: None)
     table = RunTable.open(group, DATASET_PATH)
     status, attempts, message = table.status(), table.read("attempts"), table.read("message")
@@ -236,7 +241,7 @@ def test_failed_run_is_recorded_retried_once_and_never_stored(campaign):
     assert stage_statuses(group)["cvd_dataset"] == "failed"
     # a re-run tries the failed rows again (and only those)
     again = Recorder(fn, fail)
-    run_dataset(group, threads(tmp_path), config=config, runs=4, rmd=RMD, species=SPECIES,
+    dataset_stage(group, threads(tmp_path), config=config, runs=4, rmd=RMD, species=SPECIES,
                 run_fn=again, log=lambda s: None)
     assert sorted({k for k, _ in again.calls}) == sorted([always, invalid])
     assert RunTable.open(group, DATASET_PATH).read("attempts").tolist() == [4, 2, 4, 1]
@@ -244,10 +249,10 @@ def test_failed_run_is_recorded_retried_once_and_never_stored(campaign):
 
 def test_changed_md_settings_are_refused(campaign):
     config, group, tmp_path = campaign
-    run_dataset(group, threads(tmp_path), config=config, runs=1, rmd=RMD, species=SPECIES,
+    dataset_stage(group, threads(tmp_path), config=config, runs=1, rmd=RMD, species=SPECIES,
                 run_fn=standin_rmd, log=lambda s: None)
     with pytest.raises(ConfigError, match="stage_ps"):
-        run_dataset(group, threads(tmp_path), config=config, runs=2, rmd=dict(RMD, stage_ps=0.2),
+        dataset_stage(group, threads(tmp_path), config=config, runs=2, rmd=dict(RMD, stage_ps=0.2),
                     species=SPECIES, run_fn=standin_rmd, log=lambda s: None)
     assert RunTable.open(group, DATASET_PATH).n_runs == 1
 

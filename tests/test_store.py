@@ -367,16 +367,44 @@ def test_stage_info_is_recorded_per_stage_and_replaced(tmp_path):
         set_stage_info(reader, "x", {})
 
 
-def test_stage_run_marks_done_failed_or_pending(tmp_path):
-    from mapcvd.store import stage_run
+def test_run_stage_marks_done_failed_pending_or_leaves_refused_input(tmp_path):
+    from mapcvd.errors import InputError
+    from mapcvd.store import declare_stages, reset_unfinished, run_stage
 
     group = create_campaign(tmp_path / "c.zarr", config={})
-    with stage_run(group, "a") as outcome:
-        assert stage_statuses(group)["a"] == "running"
-    with stage_run(group, "b") as outcome:
-        outcome["status"] = "failed"
-    with pytest.raises(ValueError), stage_run(group, "c"):
-        raise ValueError("boom")
-    with pytest.raises(KeyboardInterrupt), stage_run(group, "d"):
-        raise KeyboardInterrupt
-    assert stage_statuses(group) == {"a": "done", "b": "failed", "c": "failed", "d": "pending"}
+    assert run_stage(group, "a", lambda: stage_statuses(group)["a"]) == "running"
+    assert run_stage(group, "b", lambda: {"complete": False})["complete"] is False
+
+    def raising(exc):
+        def work():
+            raise exc
+        return work
+
+    with pytest.raises(ValueError):
+        run_stage(group, "c", raising(ValueError("boom")))
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(group, "d", raising(KeyboardInterrupt))
+    with pytest.raises(RuntimeError):  # Parsl stopped under it: to be run again
+        run_stage(group, "e", raising(RuntimeError("parsl")), interrupted=lambda: True)
+    assert stage_statuses(group) == {"a": "done", "b": "failed", "c": "failed", "d": "pending", "e": "pending"}
+    with pytest.raises(InputError):  # refused input: nothing done, the status stays as it was
+        run_stage(group, "a", raising(InputError("bad")))
+    with pytest.raises(InputError):
+        run_stage(group, "f", raising(InputError("bad")))
+    assert stage_statuses(group)["a"] == "done" and "f" not in stage_statuses(group)
+    declare_stages(group, ["a", "g"])
+    reset_unfinished(group, ["a", "b", "c"])
+    assert stage_statuses(group) == {"a": "done", "b": "pending", "c": "pending", "d": "pending", "e": "pending",
+                                     "g": "pending"}
+
+
+def test_only_the_stage_runner_writes_stage_status():
+    """No product module but mapcvd/store/stages.py calls the status writer."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    writers = [p.relative_to(root).as_posix() for folder in ("mapcvd", "workflows")
+               for p in (root / folder).rglob("*.py")
+               if re.search(r"set_stage_status\(", p.read_text()) and p.name != "stages.py"]
+    assert writers == []

@@ -113,7 +113,7 @@ class _Branch:
 
     def stage(self, stage: str, fn: Callable[[], object]) -> bool:
         """Run ``fn`` for ``stage`` unless it is done; False when it failed (the branch stops)."""
-        from mapcvd.store import set_stage_status, stage_statuses  # noqa: PLC0415
+        from mapcvd.store import run_stage, stage_statuses  # noqa: PLC0415
 
         if stage_statuses(self.group).get(stage) == "done":
             self.log(f"{stage}: done before, skipped")
@@ -122,14 +122,12 @@ class _Branch:
             return False
         start = time.perf_counter()
         try:
-            self.results[stage] = fn()
+            # Parsl stopped under it (Ctrl-C): left pending, to be run again
+            self.results[stage] = run_stage(self.group, stage, fn, interrupted=self.stopping.is_set)
         except Exception as exc:  # noqa: BLE001 - recorded; the other branch goes on
-            if self.stopping.is_set():  # Parsl was stopped under it: to be run again
-                set_stage_status(self.group, stage, "pending")
+            if self.stopping.is_set():
                 return False
             self.error, self.failed_stage = exc, stage
-            if stage_statuses(self.group).get(stage) != "failed":
-                set_stage_status(self.group, stage, "failed")
             self.log(f"{stage}: FAILED: {' '.join(str(exc).split()) or type(exc).__name__}")
             return False
         status = stage_statuses(self.group).get(stage)
@@ -190,12 +188,10 @@ def run_campaign(config: dict, group, store_path: str, parsl_config, *, log: Cal
     """
     from mapcvd.workflows.parsl_runtime import run_parsl  # noqa: PLC0415
 
-    from mapcvd.store import set_stage_status, stage_statuses  # noqa: PLC0415
+    from mapcvd.store import declare_stages, reset_unfinished, stage_statuses  # noqa: PLC0415
 
     check_campaign(config)
-    for stage in STAGES:
-        if stage not in stage_statuses(group):
-            set_stage_status(group, stage, "pending")
+    declare_stages(group, STAGES)
     before = stage_statuses(group)
     todo = [s for s in STAGES if before.get(s) != "done"]
     log(f"stages to run: {', '.join(todo) or 'none'}"
@@ -221,9 +217,7 @@ def run_campaign(config: dict, group, store_path: str, parsl_config, *, log: Cal
         for b in branches:
             if b.thread is not None:
                 b.thread.join(max(0.0, deadline - time.time()))
-        for stage, status in stage_statuses(group).items():
-            if stage in todo and status != "done":
-                set_stage_status(group, stage, "pending")
+        reset_unfinished(group, todo)
         log("interrupted: Parsl stopped; unfinished stages left pending (run again to resume)")
         raise
     stages = stage_statuses(group)

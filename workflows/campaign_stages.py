@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from mapcvd.store.layout import evaluation_path
+from mapcvd.store.layout import evaluation_path, evaluation_stage
 from mapcvd.timing import timed_app
 
 __all__ = ["CvdStages", "MapStages"]
@@ -67,7 +67,7 @@ class MapStages:
         if not trained:
             return
         for policy in ("greedy", "random"):
-            if not branch.stage(f"map_evaluate_{policy}", lambda policy=policy: self.evaluate(policy)):
+            if not branch.stage(evaluation_stage(policy), lambda policy=policy: self.evaluate(policy)):
                 return
         branch.stage("map_paths", self.paths)
 
@@ -75,7 +75,6 @@ class MapStages:
         """What is left of ``map.minutes`` (the campaign's whole budget) of actors and learner."""
         from mapcvd.workflows.map_training import run_map_training  # noqa: PLC0415
 
-        from mapcvd.store import set_stage_status  # noqa: PLC0415
         from mapcvd.store.metrics import trained_seconds  # noqa: PLC0415
 
         budget = 60.0 * self.table["minutes"]
@@ -83,8 +82,7 @@ class MapStages:
         if left < budget:
             self.log(f"map_train: {(budget - left) / 60:.1f} of {self.table['minutes']:g} min "
                      f"trained before; {max(left, 0.0) / 60:.1f} min left")
-        if left < 1.0:  # a session killed after its budget: its weights are final
-            set_stage_status(self.group, "map_train", "done")
+        if left < 1.0:  # a session killed after its budget: its weights are final (the stage is done)
             return None
         return run_map_training({**self.config, "map": {**self.table, "minutes": left / 60.0}}, self.group,
                                 self.store_path, None, log=self.log, max_episodes=self.max_episodes,
@@ -94,11 +92,8 @@ class MapStages:
         """The evaluation episodes of ``policy`` still missing (an interrupted run keeps its own)."""
         from mapcvd.workflows.map_training import run_map_evaluation  # noqa: PLC0415
 
-        from mapcvd.store import set_stage_status  # noqa: PLC0415
-
         left = self.table["eval_episodes"] - _stored_episodes(self.group, evaluation_path(policy))
-        if left <= 0:  # an interrupted run had stored them all
-            set_stage_status(self.group, f"map_evaluate_{policy}", "done")
+        if left <= 0:  # an interrupted run had stored them all (the stage is done)
             return None
         return run_map_evaluation(self.config, self.group, self.store_path, None, policy=policy, episodes=left,
                                   log=self.log)
@@ -169,18 +164,13 @@ class CvdStages:
         from mapcvd.cvd.learning import fit_agent  # noqa: PLC0415
         from mapcvd.cvd.optimise import fit_optimum  # noqa: PLC0415
         from mapcvd.cvd.validation import fraction_sum_error  # noqa: PLC0415
-        from mapcvd.store import set_stage_status  # noqa: PLC0415
-
         from mapcvd.cvd.learning_settings import LearningSettings  # noqa: PLC0415
 
         learning = LearningSettings.from_config(self.config)
-        if learning.reference_surrogate == "none":
-            set_stage_status(self.group, "cvd_agent_paper", "done")
+        if learning.reference_surrogate == "none":  # nothing to do: the stage is done
             return None
         fit = timed_app(fit_agent)(self.group, self.config, surrogate=learning.reference_surrogate,
                                    updates=learning.reference_updates, log=self.log)
-        if fit["surrogate"].stage != "cvd_agent_paper":  # a file: its own stage is done, so is this one
-            set_stage_status(self.group, "cvd_agent_paper", "done")
         best = fit["best"]
         optimum = fit_optimum(self.group, self.config, fit["surrogate"], log=self.log)
         return {**_summary(fit, ("comparison", "policy_version", "seconds")), "surrogate": fit["surrogate"].label,
@@ -189,10 +179,12 @@ class CvdStages:
                 "optimum": None if optimum is None else _summary(optimum, ("mean_return", "best_return", "seconds"))}
 
     def validate(self):
-        """Reactive MD of the agent's best schedules (apps), compared with NADE-CVD."""
+        """Reactive MD of the agent's best schedules (apps), compared with NADE-CVD: the report, and
+        ``complete`` (False when a run failed: the stage then ends failed)."""
         from mapcvd.workflows.cvd_validate import validate_agent  # noqa: PLC0415
 
-        return validate_agent(self.group, None, config=self.config, run_fn=self.run_fn, log=self.log)["report"]
+        done = validate_agent(self.group, None, config=self.config, run_fn=self.run_fn, log=self.log)
+        return {**done["report"], "complete": done["complete"]}
 
 
 def _dataset_events(log: Callable[[str], None]) -> Callable[[dict], None]:

@@ -261,7 +261,6 @@ def run_dataset(
         ``submitted`` (rows run), ``created`` and ``complete`` (all ``runs`` rows done).
     """
     from mapcvd.cvd.validation import dataset_schedules, ranges_from_dict
-    from mapcvd.store import stage_run
     from mapcvd.store.cvd_dataset import STATUS
 
     table, created = open_dataset(group, config=config, rmd=rmd, species=species)
@@ -277,12 +276,10 @@ def run_dataset(
         f"{len(todo)} to run ({n_failed_before} failed before)"
         + (f"; {table.n_runs - runs} more rows stored beyond --runs are left as they are"
            if table.n_runs > runs else ""))
-    with stage_run(group, "cvd_dataset") as outcome:  # Ctrl-C leaves it pending
-        summary = run_rows(table, todo, parsl_config, cvd_table=attrs["cvd"], seed=attrs["seed"],
-                           salt=DATASET_SALT, retries=config["cvd_learning"]["retries"],
-                           run_fn=run_fn, progress=progress)
-        counts = table.counts()
-        complete = bool(np.all(table.status()[:runs] == STATUS["done"]))
-        outcome["status"] = "done" if complete else "failed"
+    summary = run_rows(table, todo, parsl_config, cvd_table=attrs["cvd"], seed=attrs["seed"],
+                       salt=DATASET_SALT, retries=config["cvd_learning"]["retries"],
+                       run_fn=run_fn, progress=progress)
+    counts = table.counts()
+    complete = bool(np.all(table.status()[:runs] == STATUS["done"]))
     summary.update(counts=counts, submitted=len(todo), created=created, complete=complete)
     return summary

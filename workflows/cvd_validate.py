@@ -33,7 +33,6 @@ def run_validation(
     dataset_attrs: dict,
     species: Sequence[str],
     path: str = VALIDATION_PATH,
-    stage: str = "cvd_validate",
     retries: int = 1,
     run_fn: RunFn | None = None,
     progress: Progress | None = None,
@@ -59,9 +58,9 @@ def run_validation(
     dataset_attrs : dict
         Attributes of the dataset table: its ``cvd`` settings, ``seed`` and ``n_mo`` are
         used, so the validation runs are comparable with the training runs.
-    path, stage : str
+    path : str
         The run table (``cvd/validation`` for the agent on the campaign's NADE-CVD,
-        ``cvd/validation_paper`` for the one on the paper's) and its stage name.
+        ``cvd/validation_paper`` for the one on the paper's).
     species, retries, run_fn, progress, log
         As in :func:`mapcvd.workflows.cvd_dataset.run_dataset`.
 
@@ -72,7 +71,6 @@ def run_validation(
         :func:`run_rows`'s summary plus ``counts`` and ``submitted``.
     """
     from mapcvd.errors import StoreError
-    from mapcvd.store import stage_run
     from mapcvd.store.cvd_dataset import STATUS, RunTable
 
     schedules = np.asarray(schedules, dtype=np.float64)
@@ -105,11 +103,9 @@ def run_validation(
     status = table.status()[:K]
     todo = np.flatnonzero(status != STATUS["done"])
     log(f"validation: {K - len(todo)} of {K} schedules already run, {len(todo)} to run")
-    with stage_run(group, stage) as outcome:  # Ctrl-C leaves it pending
-        summary = run_rows(table, todo, parsl_config, cvd_table=table.attrs["cvd"], seed=table.attrs["seed"],
-                           salt=VALIDATION_SALT, retries=retries, run_fn=run_fn, progress=progress)
-        complete = bool(np.all(table.status()[:K] == STATUS["done"]))
-        outcome["status"] = "done" if complete else "failed"
+    summary = run_rows(table, todo, parsl_config, cvd_table=table.attrs["cvd"], seed=table.attrs["seed"],
+                       salt=VALIDATION_SALT, retries=retries, run_fn=run_fn, progress=progress)
+    complete = bool(np.all(table.status()[:K] == STATUS["done"]))
     summary.update(counts=table.counts(), submitted=len(todo), complete=complete)
     return table, summary
 
@@ -142,7 +138,8 @@ def validate_agent(group, parsl_config, *, config: dict, top: int | None = None,
     -------
     dict
         ``plan`` (:func:`~mapcvd.cvd.learning.validation_plan`), ``table``, ``summary``
-        (:func:`run_validation`'s) and ``report``.
+        (:func:`run_validation`'s), ``report`` and ``complete`` (every schedule ran; run
+        it as stage ``plan["stage"]`` through :func:`mapcvd.store.run_stage`).
     """
     from mapcvd.cvd.learning import validation_plan, validation_report
 
@@ -150,6 +147,7 @@ def validate_agent(group, parsl_config, *, config: dict, top: int | None = None,
     table, summary = run_validation(
         group, parsl_config, schedules=plan["md_schedules"], top=plan["top"], nade_mean=plan["mean"],
         nade_std=plan["std"], agent_version=plan["agent_version"], dataset_attrs=plan["dataset"].attrs,
-        species=plan["species"], path=plan["table_path"], stage=plan["stage"], retries=config["cvd_learning"]["retries"], run_fn=run_fn, progress=progress,
-        log=log)
-    return {"plan": plan, "table": table, "summary": summary, "report": validation_report(table, plan)}
+        species=plan["species"], path=plan["table_path"], retries=config["cvd_learning"]["retries"], run_fn=run_fn,
+        progress=progress, log=log)
+    return {"plan": plan, "table": table, "summary": summary, "report": validation_report(table, plan),
+            "complete": summary["complete"]}

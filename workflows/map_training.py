@@ -160,39 +160,38 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
     from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
-    from mapcvd.store import set_stage_info, stage_run  # noqa: PLC0415
+    from mapcvd.store import set_stage_info  # noqa: PLC0415
 
     table = config["map"]
     training = TrainingSettings.from_table(table)
     seed = config["campaign"]["seed"]
     system = prepare_map(group, table, structure)
     start = time.perf_counter()
-    with stage_run(group, "map_train"):
-        with parsl_block(parsl_config) as dfk:
-            learner_label = "gpu" if has_gpu_executor(dfk.config) else "cpu"
-            deadline = time.time() + 60.0 * training.minutes
-            set_stage_info(group, "map_train", {"started": time.time(), "deadline": deadline,
-                                                "minutes": training.minutes, "actors": training.actors})
-            learner = parsl.python_app(learner_task, executors=[learner_label])(
-                str(store_path), training, deadline, seed, system.channels, max_updates)
-            actor_app = parsl.python_app(actor_task, executors=["cpu"])
-            actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes)
-                      for i in range(training.actors)]
-            if on_submitted is not None:
-                on_submitted()
-            log(f"MAP: {training.actors} actor(s) on 'cpu', learner on '{learner_label}', "
-                f"{training.minutes:g} min, {len(system.atoms)} atoms")
-            futures = [learner, *actors]
-            last = time.perf_counter()
-            while not all(f.done() for f in futures):
-                time.sleep(0.5)
-                if time.perf_counter() - last >= report_seconds:
-                    snapshot = training_snapshot(group)
-                    log(describe_snapshot(snapshot))
-                    if on_progress is not None:
-                        on_progress(snapshot)
-                    last = time.perf_counter()
-            results = {"actors": [f.result() for f in actors], "learner": learner.result()}
+    with parsl_block(parsl_config) as dfk:
+        learner_label = "gpu" if has_gpu_executor(dfk.config) else "cpu"
+        deadline = time.time() + 60.0 * training.minutes
+        set_stage_info(group, "map_train", {"started": time.time(), "deadline": deadline,
+                                            "minutes": training.minutes, "actors": training.actors})
+        learner = parsl.python_app(learner_task, executors=[learner_label])(
+            str(store_path), training, deadline, seed, system.channels, max_updates)
+        actor_app = parsl.python_app(actor_task, executors=["cpu"])
+        actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes)
+                  for i in range(training.actors)]
+        if on_submitted is not None:
+            on_submitted()
+        log(f"MAP: {training.actors} actor(s) on 'cpu', learner on '{learner_label}', "
+            f"{training.minutes:g} min, {len(system.atoms)} atoms")
+        futures = [learner, *actors]
+        last = time.perf_counter()
+        while not all(f.done() for f in futures):
+            time.sleep(0.5)
+            if time.perf_counter() - last >= report_seconds:
+                snapshot = training_snapshot(group)
+                log(describe_snapshot(snapshot))
+                if on_progress is not None:
+                    on_progress(snapshot)
+                last = time.perf_counter()
+        results = {"actors": [f.result() for f in actors], "learner": learner.result()}
     results["seconds"] = time.perf_counter() - start
     return results
 
@@ -216,7 +215,6 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
     from mapcvd.map.episode import STEP_FIELDS, SUMMARY_FIELDS  # noqa: PLC0415
     from mapcvd.map.evaluate import POLICIES, summarise  # noqa: PLC0415
     from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
-    from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeWriter  # noqa: PLC0415
     from mapcvd.store.weights import read_weights  # noqa: PLC0415
 
@@ -235,21 +233,20 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
                            summary_fields=SUMMARY_FIELDS, step_fields=STEP_FIELDS, frames=True)
     first = writer.count
     rows, barriers = [], []
-    with stage_run(group, f"map_evaluate_{policy}"):
-        with parsl_block(parsl_config):
-            app = parsl.python_app(evaluation_task, executors=["cpu"])
-            training = TrainingSettings.from_table(table)
-            futures = [app(str(store_path), table, training, policy, weights, seed, first + k)
-                       for k in range(episodes)]
-            for future in as_completed(futures):
-                summary, steps, frames, barrier = future.result()
-                writer.append(summary, steps, frames)
-                rows.append(summary)
-                barriers.append(barrier)
-                ending = "crossed" if summary["crossed"] else "did not cross"
-                log(f"{policy} episode {int(summary['episode'])}: {int(summary['actions'])} actions, {ending}, "
-                    f"progress {summary['progress_A']:+.2f} A, raw barrier {barrier:.3f} eV, "
-                    f"return {summary['return']:+.2f}")
+    with parsl_block(parsl_config):
+        app = parsl.python_app(evaluation_task, executors=["cpu"])
+        training = TrainingSettings.from_table(table)
+        futures = [app(str(store_path), table, training, policy, weights, seed, first + k)
+                   for k in range(episodes)]
+        for future in as_completed(futures):
+            summary, steps, frames, barrier = future.result()
+            writer.append(summary, steps, frames)
+            rows.append(summary)
+            barriers.append(barrier)
+            ending = "crossed" if summary["crossed"] else "did not cross"
+            log(f"{policy} episode {int(summary['episode'])}: {int(summary['actions'])} actions, {ending}, "
+                f"progress {summary['progress_A']:+.2f} A, raw barrier {barrier:.3f} eV, "
+                f"return {summary['return']:+.2f}")
     return {**summarise(policy, rows, barriers), "progress_A": [r["progress_A"] for r in rows],
             "raw_barrier_eV": barriers, "log": evaluation_path(policy)}
 
@@ -274,7 +271,7 @@ def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log:
     """
     from pathlib import Path  # noqa: PLC0415
 
-    from mapcvd.store import open_or_create_campaign, stage_statuses  # noqa: PLC0415
+    from mapcvd.store import open_or_create_campaign, run_stage, stage_statuses  # noqa: PLC0415
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -288,8 +285,8 @@ def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log:
             log(f"{label}: already trained ({path})")
             continue
         log(f"{label}: training {variant['map']['actors']} actor(s) for {variant['map']['minutes']:g} min -> {path}")
-        run_map_training(variant, group, str(path), site_factory(str(out / f"{label}.runinfo"),
-                                                                   variant["map"]["actors"]), log=log)
+        site = site_factory(str(out / f"{label}.runinfo"), variant["map"]["actors"])
+        run_stage(group, "map_train", lambda: run_map_training(variant, group, str(path), site, log=log))
     return stores
 
 

@@ -207,7 +207,6 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     import parsl  # noqa: PLC0415
     from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
 
-    from mapcvd.store import stage_run  # noqa: PLC0415
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
 
     if top < 1:
@@ -222,59 +221,58 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     settings = {"temperature_K": temperature_K, "distance_A": distance_A, "prominence_eV": prominence,
                 "top": top, "neb": dict(neb_settings), "min_length_A": min_length_A}
     start = time.perf_counter()
-    with stage_run(group, "map_paths"):
-        with parsl_block(parsl_config):
-            cpu = ["cpu"]
-            if baseline:
-                _store_baseline(group, store_path, table, seed, parsl.python_app(baseline_task, executors=cpu), log)
-                summary = EpisodeLog(group, BASELINE_LOG).summary()
-                base_ref = EpisodeRef(BASELINE_LOG, 0, episode_label(BASELINE_LOG, 0),
-                                      float(summary["progress_A"][0]), int(summary["actions"][0]))
-            profiles = _profiles(group, store_path, table, refs + ([base_ref] if baseline else []),
-                                 parsl.python_app(frame0_energy_task, executors=cpu))
-            rows = {}
-            for label, p in profiles.items():
-                energy = profile_of(p["e0"], p["steps"])
-                segments = segment_profile(energy, prominence)
-                raw = [s.raw_barriers(energy)[0] for s in segments]
-                length = float(p["coordinate"][-1] - p["coordinate"][0])
-                _, raw_scaled = pathway_time(raw, length, temperature_K, distance_A)
-                rows[label] = {"label": label, "ref": p["ref"], "energy": energy, "segments": segments,
-                               "raw_barriers": raw, "length": length, "coordinate": p["coordinate"],
-                               "raw_scaled": raw_scaled if segments else math.inf}
-            learned = sorted((r for r in rows.values() if r["ref"].log != BASELINE_LOG),
-                             key=lambda r: (r["raw_scaled"], r["label"]))
-            chosen = learned[:top] + ([rows["baseline"]] if baseline else [])
-            log(f"pathways: {len(refs)} candidate episode(s); refining {len(chosen)} "
-                f"({sum(len(r['segments']) for r in chosen)} segments) by piecewise NEB")
-            segment_app = parsl.python_app(segment_task, executors=cpu)
-            futures = {}
-            for row in chosen:
-                bounds = [(s.start, s.peak, s.end) for s in row["segments"]]
-                source = {"log": row["ref"].log, "episode": int(row["ref"].episode), "segments": bounds,
-                          "neb": dict(neb_settings)}
-                kept = begin_pathway(group, row["label"], row["energy"], row["coordinate"], bounds, source=source)
-                row["results"] = [kept.get(k) for k in range(len(bounds))]
-                if kept:
-                    log(f"{row['label']}: {len(kept)} of {len(bounds)} segment(s) refined before, kept")
-                for k, s in enumerate(row["segments"]):
-                    if k in kept:
-                        continue
-                    future = segment_app(store_path, table, row["ref"].log, row["ref"].episode, s.start, s.end,
-                                         dict(neb_settings))
-                    futures[future] = (row, k)
-            for future in as_completed(futures):
-                row, k = futures[future]
-                result = future.result()
-                write_segment(group, row["label"], k, result)
-                row["results"][k] = result
-                state = "converged" if result["converged"] else "NOT converged"
-                log(f"{row['label']} segment {k}: {result['barrier_forward_eV']:.3f} eV forward "
-                    f"(raw {row['raw_barriers'][k]:.3f} eV), {state}, {result['seconds']:.0f} s")
-            ranking = [_finish(group, row, temperature_K, distance_A) for row in chosen]
-        base_row = ranking.pop() if baseline else None
-        ranking.sort(key=lambda r: (math.inf if r["time_scaled_s"] is None else r["time_scaled_s"], r["label"]))
-        write_ranking(group, ranking, settings, base_row)
+    with parsl_block(parsl_config):
+        cpu = ["cpu"]
+        if baseline:
+            _store_baseline(group, store_path, table, seed, parsl.python_app(baseline_task, executors=cpu), log)
+            summary = EpisodeLog(group, BASELINE_LOG).summary()
+            base_ref = EpisodeRef(BASELINE_LOG, 0, episode_label(BASELINE_LOG, 0),
+                                  float(summary["progress_A"][0]), int(summary["actions"][0]))
+        profiles = _profiles(group, store_path, table, refs + ([base_ref] if baseline else []),
+                             parsl.python_app(frame0_energy_task, executors=cpu))
+        rows = {}
+        for label, p in profiles.items():
+            energy = profile_of(p["e0"], p["steps"])
+            segments = segment_profile(energy, prominence)
+            raw = [s.raw_barriers(energy)[0] for s in segments]
+            length = float(p["coordinate"][-1] - p["coordinate"][0])
+            _, raw_scaled = pathway_time(raw, length, temperature_K, distance_A)
+            rows[label] = {"label": label, "ref": p["ref"], "energy": energy, "segments": segments,
+                           "raw_barriers": raw, "length": length, "coordinate": p["coordinate"],
+                           "raw_scaled": raw_scaled if segments else math.inf}
+        learned = sorted((r for r in rows.values() if r["ref"].log != BASELINE_LOG),
+                         key=lambda r: (r["raw_scaled"], r["label"]))
+        chosen = learned[:top] + ([rows["baseline"]] if baseline else [])
+        log(f"pathways: {len(refs)} candidate episode(s); refining {len(chosen)} "
+            f"({sum(len(r['segments']) for r in chosen)} segments) by piecewise NEB")
+        segment_app = parsl.python_app(segment_task, executors=cpu)
+        futures = {}
+        for row in chosen:
+            bounds = [(s.start, s.peak, s.end) for s in row["segments"]]
+            source = {"log": row["ref"].log, "episode": int(row["ref"].episode), "segments": bounds,
+                      "neb": dict(neb_settings)}
+            kept = begin_pathway(group, row["label"], row["energy"], row["coordinate"], bounds, source=source)
+            row["results"] = [kept.get(k) for k in range(len(bounds))]
+            if kept:
+                log(f"{row['label']}: {len(kept)} of {len(bounds)} segment(s) refined before, kept")
+            for k, s in enumerate(row["segments"]):
+                if k in kept:
+                    continue
+                future = segment_app(store_path, table, row["ref"].log, row["ref"].episode, s.start, s.end,
+                                     dict(neb_settings))
+                futures[future] = (row, k)
+        for future in as_completed(futures):
+            row, k = futures[future]
+            result = future.result()
+            write_segment(group, row["label"], k, result)
+            row["results"][k] = result
+            state = "converged" if result["converged"] else "NOT converged"
+            log(f"{row['label']} segment {k}: {result['barrier_forward_eV']:.3f} eV forward "
+                f"(raw {row['raw_barriers'][k]:.3f} eV), {state}, {result['seconds']:.0f} s")
+        ranking = [_finish(group, row, temperature_K, distance_A) for row in chosen]
+    base_row = ranking.pop() if baseline else None
+    ranking.sort(key=lambda r: (math.inf if r["time_scaled_s"] is None else r["time_scaled_s"], r["label"]))
+    write_ranking(group, ranking, settings, base_row)
     return {"ranking": ranking, "baseline": base_row, "candidates": len(refs),
             "seconds": time.perf_counter() - start}
 

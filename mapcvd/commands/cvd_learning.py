@@ -143,7 +143,7 @@ def dataset_command(runs, store_path, site, config_file):
     Re-running continues: done runs are kept, pending and failed ones are run; a failed
     run is retried (cvd_learning.retries) and recorded with its message, never as data.
     """
-    from mapcvd.store import open_or_create_campaign
+    from mapcvd.store import open_or_create_campaign, run_stage
     from mapcvd.workflows.cvd_dataset import run_dataset
 
     config = config_for(config_file, store_path)
@@ -156,8 +156,9 @@ def dataset_command(runs, store_path, site, config_file):
         f"{rmd['n_mo']}-Mo slab, {rmd['n_stages']} stages per run")
     start = time.perf_counter()
     with _Bar("reactive-MD runs", 0) as bar:
-        summary = run_dataset(group, parsl_config, config=config, runs=runs, rmd=rmd,
-                              species=species, progress=_run_events(bar), log=log)
+        summary = run_stage(group, "cvd_dataset", lambda: run_dataset(
+            group, parsl_config, config=config, runs=runs, rmd=rmd, species=species, progress=_run_events(bar),
+            log=log))
     c = summary["counts"]
     log(f"dataset: {c['done']} done, {c['failed']} failed, {c['pending']} pending of {sum(c.values())} rows; "
         f"{summary['attempts']} runs in {time.perf_counter() - start:.1f} s")
@@ -176,14 +177,14 @@ def nade_command(store_path, config_file, out_dir):
     from mapcvd.cvd import plots
     from mapcvd.cvd.learning import fit_nade
     from mapcvd.cvd.nade import PHASES
-    from mapcvd.store import open_campaign
+    from mapcvd.store import open_campaign, run_stage
 
     config = config_for(config_file, store_path)
     learning = LearningSettings.from_config(config)
     group = open_campaign(store_path, "r+")
     with _Bar("NADE epochs", learning.nade_epochs, every=max(1, learning.nade_epochs // 10)) as bar:
-        fit = fit_nade(group, config, log=log,
-                       progress=lambda e, tr, va: bar.update(e + 1, f"train {tr:.3f} val {va:.3f}"))
+        fit = run_stage(group, "cvd_nade", lambda: fit_nade(
+            group, config, log=log, progress=lambda e, tr, va: bar.update(e + 1, f"train {tr:.3f} val {va:.3f}")))
     hist, val, X, Z = fit["hist"], fit["val"], fit["X"], fit["Z"]
     out = _figures(out_dir, store_path)
     show = val[:6]
@@ -298,8 +299,8 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
 
     from mapcvd.cvd.learning import fit_agent
     from mapcvd.cvd.optimise import fit_optimum
-    from mapcvd.cvd.surrogates import surrogate_kind
-    from mapcvd.store import open_campaign, open_or_create_campaign
+    from mapcvd.cvd.surrogates import resolve_surrogate, surrogate_kind
+    from mapcvd.store import open_campaign, open_or_create_campaign, run_stage
 
     config = config_for(config_file, store_path)
     learning = LearningSettings.from_config(config)
@@ -311,8 +312,10 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
         else:
             group, _ = open_or_create_campaign(store_path, config=config, seeds={"campaign": config["campaign"]["seed"]})
         with _Bar("REINFORCE updates", total, every=max(1, total // 10)) as bar:
-            fit = fit_agent(group, config, surrogate=surrogate, updates=updates, batch=batch, log=log,
-                            progress=lambda i, s: bar.update(i + 1, f"return {s['total_return']:.3f}"))
+            choice = resolve_surrogate(surrogate, group)
+            fit = run_stage(group, choice.stage, lambda: fit_agent(
+                group, config, surrogate=choice, updates=updates, batch=batch, log=log,
+                progress=lambda i, s: bar.update(i + 1, f"return {s['total_return']:.3f}")))
         optimum = fit_optimum(group, config, fit["surrogate"], log=log)
         paths = _agent_figures(group, fit["paths"][1], _figures(out_dir, store_path), fit["surrogate"].kind, optimum)
         if not as_json:
@@ -347,17 +350,18 @@ def validate_command(store_path, surrogate, top, site, config_file, out_dir):
     from mapcvd.cvd.learning import validation_plan
     from mapcvd.cvd.nade import PHASES
     from mapcvd.cvd.validation import ranges_from_dict, split_initial_s2
-    from mapcvd.store import open_campaign
+    from mapcvd.store import open_campaign, run_stage
     from mapcvd.workflows.cvd_validate import validate_agent
 
     config = config_for(config_file, store_path)
     group = open_campaign(store_path, "r+")
-    top = validation_plan(group, config, top, surrogate)["top"]  # bad --top or a missing agent fail before Parsl
+    plan = validation_plan(group, config, top, surrogate)  # bad --top or a missing agent fail before Parsl
+    top = plan["top"]
     site_name, parsl_config = _site(site, config, store_path)
     log(f"validating the {top} best schedules of the agent's results on site '{site_name}'")
     with _Bar("validation runs", top) as bar:
-        done = validate_agent(group, parsl_config, config=config, top=top, surrogate=surrogate,
-                              progress=_run_events(bar), log=log)
+        done = run_stage(group, plan["stage"], lambda: validate_agent(
+            group, parsl_config, config=config, top=top, surrogate=surrogate, progress=_run_events(bar), log=log))
     plan, table, summary, report = done["plan"], done["table"], done["summary"], done["report"]
     rows, schedules, ranges = report["rows_done"], plan["schedules"], plan["ranges"]
     out = _figures(out_dir, store_path)

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import click
 
-from mapcvd.commands.common import log
+from mapcvd.commands.common import config_for, log
 from mapcvd.errors import InputError
 
 
 def _map_config(config_file: Path | None, store: Path | None, overrides: dict) -> dict:
-    """The config of a MAP command: CONFIG, else the store's own, else the packaged demo."""
-    from mapcvd.config import config_from_stored, load_config  # noqa: PLC0415
-    from mapcvd.store import open_campaign  # noqa: PLC0415
-
-    if config_file is None and store is not None and Path(store).exists():
-        return config_from_stored(open_campaign(store, "r").attrs["config"], overrides,
-                                  sections=("campaign", "map"), where=str(store))
-    return load_config(config_file, overrides=overrides)
+    """The config of a MAP command (:func:`~mapcvd.commands.common.config_for` of its sections)."""
+    return config_for(config_file, store, overrides, sections=("campaign", "map"))
 
 
 def _open_store(path: Path, config: dict, *, must_exist: bool = False):
@@ -45,6 +39,7 @@ def map_train(config_file, store_path, structure, site, actors, minutes, seed):
     """Train the MAP pathfinder: N actor apps (ReaxFF) and one learner app over the store."""
     from mapcvd.map.system import check_map_table  # noqa: PLC0415
     from mapcvd.md.structures import read_structure  # noqa: PLC0415
+    from mapcvd.store import run_stage  # noqa: PLC0415
     from mapcvd.workflows.map_training import map_site, run_map_training  # noqa: PLC0415
 
     config = _map_config(config_file, store_path, {
@@ -59,7 +54,8 @@ def map_train(config_file, store_path, structure, site, actors, minutes, seed):
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     parsl_config = map_site(config["campaign"]["site"], str(run_dir), table["actors"])
     group = _open_store(store_path, config)
-    result = run_map_training(config, group, str(store_path), parsl_config, structure=structure, log=log)
+    result = run_stage(group, "map_train", lambda: run_map_training(config, group, str(store_path), parsl_config,
+                                                                     structure=structure, log=log))
     learner = result["learner"]
     for a in result["actors"]:
         log(f"actor {a['actor']} (eps {a['epsilon']:.3g}): {a['episodes']} episodes, {a['actions']} actions, "
@@ -89,6 +85,8 @@ def map_evaluate(store_path, episodes, policy, site, as_json):
     Every policy starts from the same structure with the same MD seeds per episode, so
     their crossed share, progress and raw barrier compare on equal terms.
     """
+    from mapcvd.store import run_stage  # noqa: PLC0415
+    from mapcvd.store.layout import evaluation_stage  # noqa: PLC0415
     from mapcvd.workflows.map_training import map_site, run_map_evaluation  # noqa: PLC0415
 
     if episodes is not None and episodes < 1:
@@ -99,8 +97,8 @@ def map_evaluate(store_path, episodes, policy, site, as_json):
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     quiet = (lambda _line: None) if as_json else log
     parsl_config = map_site(config["campaign"]["site"], str(run_dir), actors=1, gpu=False)
-    result = run_map_evaluation(config, group, str(store_path), parsl_config, policy=policy, episodes=episodes,
-                                log=quiet)
+    result = run_stage(group, evaluation_stage(policy), lambda: run_map_evaluation(
+        config, group, str(store_path), parsl_config, policy=policy, episodes=episodes, log=quiet))
     if as_json:
         click.echo(json.dumps({k: result[k] for k in EVALUATION_KEYS}))
     else:

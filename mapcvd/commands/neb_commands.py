@@ -154,7 +154,7 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
     from mapcvd.commands.map_commands import _map_config  # noqa: PLC0415
     from mapcvd.pathways.report import write_report  # noqa: PLC0415
     from mapcvd.pathways.tst import parse_temperature  # noqa: PLC0415
-    from mapcvd.store import open_campaign  # noqa: PLC0415
+    from mapcvd.store import open_campaign, run_stage  # noqa: PLC0415
     from mapcvd.workflows.map_training import map_site  # noqa: PLC0415
     from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
 
@@ -179,9 +179,9 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
         parsl_config = load_site("local", run_dir=str(run_dir), gpu=False, max_workers=workers)
     else:
         parsl_config = map_site(site_name, str(run_dir), actors=1, gpu=False)
-    result = run_pathways(config, group, str(store_path), parsl_config, top=top, temperature_K=kelvin,
-                          distance_A=10.0 * distance_nm, prominence=prominence, neb_settings=neb_settings,
-                          baseline=baseline, min_length_A=min_length, log=quiet)
+    result = run_stage(group, "map_paths", lambda: run_pathways(
+        config, group, str(store_path), parsl_config, top=top, temperature_K=kelvin, distance_A=10.0 * distance_nm,
+        prominence=prominence, neb_settings=neb_settings, baseline=baseline, min_length_A=min_length, log=quiet))
     out = out_dir or store_path.parent / (store_path.name.removesuffix(".zarr") + ".paths")
     files = write_report(open_campaign(store_path, "r"), out)
     if as_json:

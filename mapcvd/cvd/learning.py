@@ -14,8 +14,9 @@ Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3:
 * :func:`validation_plan` reads what the reactive-MD validation of the agent's best
   schedules needs, and :func:`validation_report` summarises its results.
 
-Each training function records its stage (``cvd_nade``, ``cvd_agent``) with
-:func:`mapcvd.store.stage_run`, so only the campaign driver process may call them.
+They write the store (only the campaign driver process may call them) but no stage
+status: their callers run them as stages (``cvd_nade``, the surrogate's agent stage)
+through :func:`mapcvd.store.run_stage`.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
 
     from mapcvd.cvd.nade import evaluate_nade, to_arrays, train_nade  # noqa: PLC0415
     from mapcvd.cvd.validation import free_run, phase_mae, ranges_from_dict  # noqa: PLC0415
-    from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
+    from mapcvd.store import write_array_checkpoint  # noqa: PLC0415
 
     learning = LearningSettings.from_config(config)
     model_config = learning.nade_model
@@ -103,40 +104,39 @@ def fit_nade(group, config: dict, *, progress: Callable[[int, float, float], Non
     torch.set_num_threads(learning.threads)
     log(f"NADE-CVD {model_config} on {n} runs x {table.n_stages} stages "
         f"({learning.nade_val_fraction:.0%} held out), up to {learning.nade_epochs} epochs")
-    with stage_run(group, "cvd_nade"):
-        start = time.perf_counter()
-        with measure("torch"):
-            model, hist = train_nade(
-                X, Z, epochs=learning.nade_epochs, batch_size=learning.nade_batch, lr=learning.nade_lr,
-                validation_fraction=learning.nade_val_fraction, patience=learning.nade_patience or None,
-                seed=attrs["seed"], ranges=ranges, config=model_config, progress=progress,
-            )
-            seconds = time.perf_counter() - start
-            val, train = np.asarray(hist["val_runs"]), np.asarray(hist["train_runs"])
-            mae_step = evaluate_nade(model, X[val], Z[val], ranges=ranges)
-            mean, var = free_run(model, X[val], ranges)
-        mae_free = phase_mae(mean, Z[val])
-        version = next_version(group, NADE_WEIGHTS)
-        meta = jsonable({
-            "model": model.config, "ranges": attrs["ranges"], "n_stages": table.n_stages,
-            "dataset_rows": data["rows"], "train_rows": data["rows"][train], "val_rows": data["rows"][val],
-            "best_epoch": hist["best_epoch"], "best_val_nll": hist["best_val"], "epochs_run": hist["epochs_run"],
-            "mae_one_step": mae_step, "mae_free_run": mae_free, "seconds": seconds,
-            "settings": {k: v for k, v in config_values(learning).items() if k.startswith("nade_")},
-        })
-        write_array_checkpoint(group, NADE_WEIGHTS, to_arrays(model), version=version, meta=meta)
-        write_array_checkpoint(
-            group, NADE_RESULTS,
-            {"train_nll": np.asarray(hist["train"]), "val_nll": np.asarray(hist["val"]),
-             "val_rows": data["rows"][val], "val_mean": mean, "val_var": var},
-            version=next_version(group, NADE_RESULTS), meta={"nade_version": version, **meta})
+    start = time.perf_counter()
+    with measure("torch"):
+        model, hist = train_nade(
+            X, Z, epochs=learning.nade_epochs, batch_size=learning.nade_batch, lr=learning.nade_lr,
+            validation_fraction=learning.nade_val_fraction, patience=learning.nade_patience or None,
+            seed=attrs["seed"], ranges=ranges, config=model_config, progress=progress,
+        )
+        seconds = time.perf_counter() - start
+        val, train = np.asarray(hist["val_runs"]), np.asarray(hist["train_runs"])
+        mae_step = evaluate_nade(model, X[val], Z[val], ranges=ranges)
+        mean, var = free_run(model, X[val], ranges)
+    mae_free = phase_mae(mean, Z[val])
+    version = next_version(group, NADE_WEIGHTS)
+    meta = jsonable({
+        "model": model.config, "ranges": attrs["ranges"], "n_stages": table.n_stages,
+        "dataset_rows": data["rows"], "train_rows": data["rows"][train], "val_rows": data["rows"][val],
+        "best_epoch": hist["best_epoch"], "best_val_nll": hist["best_val"], "epochs_run": hist["epochs_run"],
+        "mae_one_step": mae_step, "mae_free_run": mae_free, "seconds": seconds,
+        "settings": {k: v for k, v in config_values(learning).items() if k.startswith("nade_")},
+    })
+    write_array_checkpoint(group, NADE_WEIGHTS, to_arrays(model), version=version, meta=meta)
+    write_array_checkpoint(
+        group, NADE_RESULTS,
+        {"train_nll": np.asarray(hist["train"]), "val_nll": np.asarray(hist["val"]),
+         "val_rows": data["rows"][val], "val_mean": mean, "val_var": var},
+        version=next_version(group, NADE_RESULTS), meta={"nade_version": version, **meta})
     return {"model": model, "hist": hist, "version": version, "n": n, "rows": data["rows"], "X": X, "Z": Z,
             "val": val, "mean": mean, "var": var, "mae_one_step": mae_step, "mae_free_run": mae_free,
             "seconds": seconds}
 
 
 # ------------------------------------------------------------------------- agent
-def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int | None = None,
+def fit_agent(group, config: dict, *, surrogate=None, updates: int | None = None,
               batch: int | None = None, progress: Callable[[int, dict], None] | None = None,
               log: Callable[[str], None] = print) -> dict:
     """Train the REINFORCE agent on a frozen surrogate; store it and its comparison.
@@ -147,11 +147,12 @@ def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int
         Campaign root, read-write (the driver process).
     config : dict
         Validated configuration (``[cvd_learning]``, ``[campaign] seed``).
-    surrogate : str, optional
+    surrogate : str or SurrogateChoice, optional
         ``store`` (the NADE-CVD trained on this campaign's dataset), ``paper`` (the CVD
-        paper's trained NADE-CVD) or a checkpoint path (:mod:`mapcvd.cvd.surrogates`);
-        default ``cvd_learning.surrogate``. The stage is ``cvd_agent`` for ``store``,
-        ``cvd_agent_paper`` for ``paper``, ``cvd_agent_file`` for a file.
+        paper's trained NADE-CVD) or a checkpoint path (:mod:`mapcvd.cvd.surrogates`),
+        or one already resolved; default ``cvd_learning.surrogate``. Its stage
+        (``choice.stage``) is ``cvd_agent`` for ``store``, ``cvd_agent_paper`` for
+        ``paper``, ``cvd_agent_file`` for a file.
     updates, batch : int, optional
         REINFORCE updates and episodes per update (default: the configuration's).
     progress : callable(update, stats), optional
@@ -184,13 +185,14 @@ def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int
     import torch  # noqa: PLC0415
 
     from mapcvd.cvd.agent import PolicyValue, train_agent  # noqa: PLC0415
-    from mapcvd.cvd.surrogates import resolve_surrogate  # noqa: PLC0415
+    from mapcvd.cvd.surrogates import SurrogateChoice, resolve_surrogate  # noqa: PLC0415
     from mapcvd.cvd.validation import best_schedules, compare_returns, policy_arrays, ranges_to_dict  # noqa: PLC0415
-    from mapcvd.store import stage_run, write_array_checkpoint  # noqa: PLC0415
+    from mapcvd.store import write_array_checkpoint  # noqa: PLC0415
 
     learning = LearningSettings.from_config(config)
     updates, batch = updates or learning.agent_updates, batch or learning.agent_batch
-    choice = resolve_surrogate(surrogate or learning.surrogate, group)
+    choice = surrogate if isinstance(surrogate, SurrogateChoice) else \
+        resolve_surrogate(surrogate or learning.surrogate, group)
     model, ranges, n_stages = choice.model, choice.ranges, choice.n_stages
     max_2h = None
     if choice.kind == "store":
@@ -207,38 +209,37 @@ def fit_agent(group, config: dict, *, surrogate: str | None = None, updates: int
                              target_box=target_box)
     policy_path, results_path = agent_paths(choice.kind)
     log(f"agent on the {choice.label} surrogate: {updates} updates x {batch} episodes of {n_stages} stages")
-    with stage_run(group, choice.stage):
-        start = time.perf_counter()
-        with measure("torch"):
-            policy, hist = train_agent(
-                model, updates=updates, batch=batch, n_stages=n_stages, seed=seed + 1, ranges=ranges,
-                lr=learning.agent_lr, gamma=learning.agent_gamma, policy=policy, progress=progress,
-            )
-            seconds = time.perf_counter() - start
-            ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": learning.agent_eval_episodes, "seed": seed + 2}
-            comparison = compare_returns(model, policy, **ev)
-            best = best_schedules(model, policy, k=learning.agent_best, **ev)
-        meta = jsonable({
-            "input_size": model.hidden_size, "hidden": list(POLICY_HIDDEN), "action_scale": list(action_scale),
-            "target_box": [list(b) for b in target_box],
-            "sigma": list(ranges.step_std), "ranges": ranges_to_dict(ranges), "n_stages": n_stages,
-            "surrogate": {"kind": choice.kind, "label": choice.label, "n_mo": choice.n_mo, **choice.meta},
-            "nade_version": choice.meta.get("nade_version"), "updates": updates, "batch": batch,
-            "lr": learning.agent_lr, "gamma": learning.agent_gamma, "seed": seed + 1, "seconds": seconds,
-            "expected_return": comparison, "return": "undiscounted sum over stages of the predicted mean 2H",
-            "dataset_max_2h": max_2h,
-        })
-        policy_version = next_version(group, policy_path)
-        write_array_checkpoint(group, policy_path, policy_arrays(policy), version=policy_version, meta=meta)
-        results = {
-            "mean_return": np.asarray(hist["mean_return"]), "total_return": np.asarray(hist["total_return"]),
-            "loss": np.asarray(hist["loss"]), "value_loss": np.asarray(hist["value_loss"]),
-            "best_schedules": best["schedules"], "best_returns": best["returns"], "best_z": best["z"],
-            "proposal_x0": best["all_x0"], "proposal_returns": best["all_returns"],
-            "proposal_final_2h": best["all_final_2h"], "proposal_late_2h": best["all_late_2h"],
-        }
-        write_array_checkpoint(group, results_path, results, version=next_version(group, results_path),
-                               meta={"policy_version": policy_version, **meta})
+    start = time.perf_counter()
+    with measure("torch"):
+        policy, hist = train_agent(
+            model, updates=updates, batch=batch, n_stages=n_stages, seed=seed + 1, ranges=ranges,
+            lr=learning.agent_lr, gamma=learning.agent_gamma, policy=policy, progress=progress,
+        )
+        seconds = time.perf_counter() - start
+        ev = {"ranges": ranges, "n_stages": n_stages, "n_episodes": learning.agent_eval_episodes, "seed": seed + 2}
+        comparison = compare_returns(model, policy, **ev)
+        best = best_schedules(model, policy, k=learning.agent_best, **ev)
+    meta = jsonable({
+        "input_size": model.hidden_size, "hidden": list(POLICY_HIDDEN), "action_scale": list(action_scale),
+        "target_box": [list(b) for b in target_box],
+        "sigma": list(ranges.step_std), "ranges": ranges_to_dict(ranges), "n_stages": n_stages,
+        "surrogate": {"kind": choice.kind, "label": choice.label, "n_mo": choice.n_mo, **choice.meta},
+        "nade_version": choice.meta.get("nade_version"), "updates": updates, "batch": batch,
+        "lr": learning.agent_lr, "gamma": learning.agent_gamma, "seed": seed + 1, "seconds": seconds,
+        "expected_return": comparison, "return": "undiscounted sum over stages of the predicted mean 2H",
+        "dataset_max_2h": max_2h,
+    })
+    policy_version = next_version(group, policy_path)
+    write_array_checkpoint(group, policy_path, policy_arrays(policy), version=policy_version, meta=meta)
+    results = {
+        "mean_return": np.asarray(hist["mean_return"]), "total_return": np.asarray(hist["total_return"]),
+        "loss": np.asarray(hist["loss"]), "value_loss": np.asarray(hist["value_loss"]),
+        "best_schedules": best["schedules"], "best_returns": best["returns"], "best_z": best["z"],
+        "proposal_x0": best["all_x0"], "proposal_returns": best["all_returns"],
+        "proposal_final_2h": best["all_final_2h"], "proposal_late_2h": best["all_late_2h"],
+    }
+    write_array_checkpoint(group, results_path, results, version=next_version(group, results_path),
+                           meta={"policy_version": policy_version, **meta})
     log(f"agent trained in {seconds:.1f} s; saved {policy_path} v{policy_version} and {results_path}")
     return {"hist": hist, "comparison": comparison, "best": best, "ranges": ranges, "updates": updates,
             "batch": batch, "policy_version": policy_version, "max_2h": max_2h, "surrogate": choice,

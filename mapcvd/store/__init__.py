@@ -16,10 +16,12 @@ from mapcvd.store.campaign import (
 )
 from mapcvd.store.stages import (
     STAGE_STATUSES,
+    declare_stages,
+    reset_unfinished,
+    run_stage,
     set_stage_info,
     set_stage_status,
     stage_info,
-    stage_run,
     stage_statuses,
 )
 
@@ -29,14 +31,16 @@ __all__ = [
     "STAGE_STATUSES",
     "VERSIONED_PACKAGES",
     "create_campaign",
+    "declare_stages",
     "open_campaign",
     "open_or_create_campaign",
     "package_versions",
     "read_array_checkpoint",
+    "reset_unfinished",
+    "run_stage",
     "set_stage_info",
     "set_stage_status",
     "stage_info",
-    "stage_run",
     "stage_statuses",
     "write_array_checkpoint",
 ]

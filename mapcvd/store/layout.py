@@ -2,7 +2,7 @@
 
 A campaign store (Zarr v3) holds one group per thing a stage writes; a group's ``kind``
 attribute says what it is, so a reader refuses a group of another kind. The stages of a
-campaign are recorded by name in the root's attributes (``stage_run`` in
+campaign are recorded by name in the root's attributes (``run_stage`` in
 :mod:`mapcvd.store.stages`). Change a name here and every writer and reader follows;
 stores written before keep these exact strings, so they must not change without a
 migration.
@@ -34,7 +34,7 @@ __all__ = [
     "AGENT_PREFIXES", "CAMPAIGN_KIND", "CVD_STAGES", "DATASET_PATH", "EPISODES_PARENT", "EPISODE_LOG_KIND",
     "EVALUATION_PARENT", "MAP_STAGES", "MAP_STRUCTURE_PATH", "NADE_RESULTS", "NADE_WEIGHTS", "PATHWAYS_KIND",
     "PATHWAYS_PATH", "PATHWAY_KIND", "RUN_TABLE_KIND", "STAGES", "VALIDATION_PATH", "actor_episodes_path",
-    "agent_paths", "agent_stage", "evaluation_path", "optimum_path", "validation_path", "validation_stage",
+    "agent_paths", "agent_stage", "evaluation_path", "evaluation_stage", "optimum_path", "validation_path", "validation_stage",
 ]
 
 # ------------------------------------------------------------------------- kinds
@@ -100,6 +100,11 @@ MAP_STAGES = ("map_train", "map_evaluate_greedy", "map_evaluate_random", "map_pa
 #: default the CVD paper's trained NADE-CVD), beside the one on the campaign's own NADE-CVD.
 CVD_STAGES = ("cvd_dataset", "cvd_nade", "cvd_agent", "cvd_agent_paper", "cvd_validate")
 STAGES = MAP_STAGES + CVD_STAGES
+
+
+def evaluation_stage(policy: str) -> str:
+    """The stage of ``mapcvd map evaluate --policy POLICY`` (two of them are campaign stages)."""
+    return f"map_evaluate_{policy}"
 
 
 def agent_stage(kind: str = "store") -> str:

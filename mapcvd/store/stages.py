@@ -5,25 +5,32 @@ The root attribute ``stages`` maps stage name -> status (one of
 (start, deadline ...). Root attributes are one JSON document with one writer, so
 **only the campaign driver process** calls the writers here (see the one-writer rules
 of :mod:`mapcvd.store.campaign`); readers read from disk, not from a handle's cache.
+
+:func:`run_stage` is the stage runner: the commands and the campaign run each stage's
+work through it, and it alone moves a stage through its statuses (with
+:func:`declare_stages` and :func:`reset_unfinished` for the campaign as a whole). The
+drivers and library functions that do the work never write a status.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import zarr
 
-from mapcvd.errors import StoreError
+from mapcvd.errors import ConfigError, InputError, StoreError
 from mapcvd.store.campaign import _fresh_attrs, _require_writable
 
 __all__ = [
     "STAGE_STATUSES",
+    "declare_stages",
+    "reset_unfinished",
+    "run_stage",
     "set_stage_info",
     "set_stage_status",
     "stage_info",
-    "stage_run",
     "stage_statuses",
 ]
 
@@ -68,27 +75,67 @@ def set_stage_status(group: zarr.Group, stage: str, status: str) -> None:
         group.attrs["stages"] = stages
 
 
-@contextmanager
-def stage_run(group: zarr.Group, stage: str) -> Iterator[dict]:
-    """Mark ``stage`` running for the ``with`` block; then done, failed or pending.
+T = TypeVar("T")
 
-    The block may set ``outcome["status"]`` (default ``"done"``) to record, for
-    example, ``"failed"`` when some of its work failed without an exception. An
-    exception marks the stage ``"failed"``; Ctrl-C (KeyboardInterrupt) marks it
-    ``"pending"``, so that a resumed campaign runs it again. Only the campaign driver
-    may use this (root attributes have one writer).
+
+def run_stage(group: zarr.Group, stage: str, work: Callable[[], T], *,
+              interrupted: Callable[[], bool] | None = None) -> T:
+    """Run ``work()`` as the campaign stage ``stage``: the one writer of stage status.
+
+    The stage is ``running`` while ``work`` runs, then:
+
+    * ``done`` when it returns, or ``failed`` when it returns a dict whose
+      ``"complete"`` is False (some of its runs failed without an exception);
+    * as it was before when it raises :class:`~mapcvd.errors.InputError` or
+      :class:`~mapcvd.errors.ConfigError` (input refused: nothing was done);
+    * ``pending`` on Ctrl-C (KeyboardInterrupt), or on any exception while
+      ``interrupted()`` is true (Parsl stopped under it), so that it runs again;
+    * ``failed`` on any other exception.
+
+    Returns what ``work`` returned; exceptions propagate.
     """
-    outcome = {"status": "done"}
+    before = stage_statuses(group).get(stage)
     set_stage_status(group, stage, "running")
     try:
-        yield outcome
+        result = work()
     except KeyboardInterrupt:
         set_stage_status(group, stage, "pending")
         raise
-    except BaseException:
-        set_stage_status(group, stage, "failed")
+    except (InputError, ConfigError):
+        _restore_status(group, stage, before)
         raise
-    set_stage_status(group, stage, outcome["status"])
+    except BaseException:
+        set_stage_status(group, stage, "pending" if interrupted is not None and interrupted() else "failed")
+        raise
+    incomplete = isinstance(result, dict) and result.get("complete") is False
+    set_stage_status(group, stage, "failed" if incomplete else "done")
+    return result
+
+
+def declare_stages(group: zarr.Group, stages: Iterable[str]) -> None:
+    """Record ``pending`` for each of ``stages`` that has no status yet (a campaign's start)."""
+    known = stage_statuses(group)
+    for stage in stages:
+        if stage not in known:
+            set_stage_status(group, stage, "pending")
+
+
+def reset_unfinished(group: zarr.Group, stages: Iterable[str]) -> None:
+    """Set each of ``stages`` that is not ``done`` back to ``pending`` (after an interrupted campaign)."""
+    statuses = stage_statuses(group)
+    for stage in stages:
+        if stage in statuses and statuses[stage] != "done":
+            set_stage_status(group, stage, "pending")
+
+
+def _restore_status(group: zarr.Group, stage: str, status: str | None) -> None:
+    if status is not None:
+        set_stage_status(group, stage, status)
+        return
+    with _ROOT_ATTRS_LOCK:
+        stages = dict(_fresh_attrs(group).get("stages", {}))
+        stages.pop(stage, None)
+        group.attrs["stages"] = stages
 
 
 def set_stage_info(group: zarr.Group, stage: str, info: dict) -> None:
