@@ -195,6 +195,7 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
     the others continue; without CONFIG_FILE an existing store keeps its stored settings.
     Ctrl-C stops cleanly and leaves unfinished stages pending.
     """
+    from mapcvd.commands.common import refuse_changed_map_config  # noqa: PLC0415
     from mapcvd.config import config_from_stored, load_config  # noqa: PLC0415
     from mapcvd.store import open_campaign, open_or_create_campaign  # noqa: PLC0415
     from mapcvd.workflows.campaign import campaign_site, check_campaign, run_campaign  # noqa: PLC0415
@@ -207,6 +208,8 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
         raise InputError(f"--resume given but no store exists at {path}")
     if exists and config_file is None:  # continue with the store's own settings
         config = config_from_stored(open_campaign(path, "r").attrs.get("config") or {}, overrides, where=str(path))
+    elif exists:  # a config file on an existing store: only keys that are safe to change may differ
+        refuse_changed_map_config(path, config)
     check_campaign(config)
     site_name = config["campaign"]["site"]
     run_dir = path.parent / (path.name + ".runinfo")

@@ -337,6 +337,42 @@ def config_from_stored(
                           "pass a config file") from None
 
 
+# ------------------------------------------------------------------ a store stays with its config
+#: Keys that may differ from the configuration a store was trained with: budgets,
+#: where and how fast the learner runs, and the pathway analysis (``map paths`` keeps
+#: refined segments per NEB settings and starts afresh on others).
+CHANGEABLE_KEYS: dict[str, frozenset[str]] = {
+    "campaign": frozenset({"site", "store"}),
+    "map": frozenset({"minutes", "device", "learner_threads", "checkpoint_seconds", "publish_seconds",
+                      "eval_episodes", "paths_top", "segment_prominence_eV", "tst_temperature_K",
+                      "tst_distance_nm"} | {k for k in SCHEMA["map"] if k.startswith("neb_")}),
+}
+
+
+def config_changes(stored: Mapping[str, Mapping[str, Any]], given: Mapping[str, Mapping[str, Any]], *,
+                   sections: tuple[str, ...] = ("campaign", "map")) -> list[str]:
+    """The keys of ``sections`` whose values differ between two validated configurations,
+    as ``"map.actors 2 -> 4"``, leaving out :data:`CHANGEABLE_KEYS`."""
+    changes = []
+    for section in sections:
+        old, new = stored.get(section, {}), given.get(section, {})
+        for key in SCHEMA[section]:
+            if key in CHANGEABLE_KEYS.get(section, ()) or old.get(key) == new.get(key):
+                continue
+            changes.append(f"{section}.{key} {old.get(key)!r} -> {new.get(key)!r}")
+    return changes
+
+
+def refuse_changed_config(stored: Mapping, given: Mapping, where: str) -> None:
+    """ConfigError naming every key (but :data:`CHANGEABLE_KEYS`) of ``[campaign]`` and
+    ``[map]`` in which ``given`` differs from the configuration the store at ``where`` holds:
+    a store trained with one configuration is never continued with another."""
+    changes = config_changes(stored, given)
+    if changes:
+        raise ConfigError(f"{where} was trained with other settings ({'; '.join(changes)}): continue it without "
+                          "a config file, or train a new --store")
+
+
 # ------------------------------------------------------------------ typed settings
 def setting(section: str, key: str | Mapping[str, str]):
     """A field of a frozen settings dataclass that holds ``[section] key``, with SCHEMA's default.

@@ -85,3 +85,28 @@ def test_a_store_of_the_previous_release_opens_and_resumes(old_store, tmp_path):
     statuses = stage_statuses(open_campaign(old_store, "r"))
     assert {statuses[s] for s in ("map_train", "map_evaluate_straight", "cvd_dataset", "cvd_nade", "cvd_agent")} \
         == {"done"}
+
+
+def test_a_trained_store_refuses_another_map_config(old_store, tmp_path, capsys):
+    """``map train`` and ``campaign run`` with a config that changes what MAP learns stop in one line naming
+    the keys, before any work; a budget (``minutes``) or the site may change."""
+    from cli_helpers import assert_one_line_error, cli
+
+    before = sorted((p.relative_to(old_store).as_posix(), p.stat().st_mtime_ns) for p in old_store.rglob("*"))
+    stored = (tmp_path / "old.toml").read_text()
+    changed = tmp_path / "changed.toml"
+    changed.write_text(stored.replace("max_actions = 6", "max_actions = 12").replace("hidden = 16", "hidden = 32")
+                       .replace("minutes = 0.15", "minutes = 0.3"))
+    code, _, err = cli(capsys, "map", "train", changed, "--store", old_store)
+    assert_one_line_error(code, err, "map.max_actions 6 -> 12", "map.hidden 16 -> 32")
+    assert "minutes" not in err
+    code, _, err = cli(capsys, "map", "train", "--store", old_store, "--actors", 2)
+    assert_one_line_error(code, err, "map.actors 1 -> 2")
+    code, _, err = cli(capsys, "campaign", "run", changed, "--store", old_store, "--no-dashboard")
+    assert_one_line_error(code, err, "map.max_actions 6 -> 12")
+    after = sorted((p.relative_to(old_store).as_posix(), p.stat().st_mtime_ns) for p in old_store.rglob("*"))
+    assert after == before  # nothing written
+    from mapcvd.commands.common import refuse_changed_map_config
+    from mapcvd.config import load_config
+
+    refuse_changed_map_config(old_store, load_config(tmp_path / "old.toml", overrides={"map": {"minutes": 5.0}}))

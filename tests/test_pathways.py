@@ -63,6 +63,21 @@ def test_stitched_profile_keeps_a_shared_minimum_once():
     assert stitch([])["energy"].size == 0
 
 
+def test_ranking_puts_barrier_free_first_and_unconverged_apart():
+    from mapcvd.workflows.pathways import pathway_status, rank_key
+
+    conv, unconv = {"converged": True}, {"converged": False}
+    rows = [
+        {"label": "slow", "time_scaled_s": 10.0, "status": pathway_status([conv, conv])},
+        {"label": "unconverged_fast", "time_scaled_s": 1e-6, "status": pathway_status([conv, unconv])},
+        {"label": "flat", "time_scaled_s": None, "status": pathway_status([])},
+        {"label": "fast", "time_scaled_s": 0.1, "status": pathway_status([conv])},
+    ]
+    assert [r["status"] for r in rows] == ["converged", "unconverged", "no barrier", "converged"]
+    # no barrier above the prominence: the fastest; an unconverged band never ranks among converged ones
+    assert [r["label"] for r in sorted(rows, key=rank_key)] == ["flat", "fast", "slow", "unconverged_fast"]
+
+
 # ------------------------------------------------------------------ end to end
 def _lj_system():
     a = 2 ** (1 / 6) * 2.5 * np.sqrt(2)
@@ -130,6 +145,7 @@ def test_refined_barriers_stay_below_the_raw_maxima(lj_store):
         data = _check_refined_below_raw(root, row["label"], RAW_MAX_TOLERANCE_EV)
         assert row["n_segments"] >= 2 and len(data["segments"]) == row["n_segments"]
         assert row["converged"], row
+        assert row["status"] == "converged" and row["converged_segments"] == row["n_segments"]
         for k, (start, _, _) in enumerate(data["segments"]):
             refined = data["segments_data"][k]["energies"]
             assert refined[0] <= data["raw_energy"][start] + 1e-6  # the endpoint was minimised
@@ -147,6 +163,9 @@ def test_report_files_for_ovito(lj_store):
     path, out, printed = lj_store
     assert (out / "paths.csv").read_text().splitlines()[0].startswith("rank,label,source")
     assert len((out / "paths.csv").read_text().splitlines()) == 3  # header, greedy, baseline
+    summary = json.loads((out / "paths.json").read_text())
+    n = printed["ranking"][0]["n_segments"] + printed["baseline"]["n_segments"]
+    assert summary["segments"] == summary["converged_segments"] == n  # the converged share, over both
     for name in ("profile_greedy_e0000.png", "profile_baseline.png", "comparison.png"):
         assert (out / name).stat().st_size > 10_000
     ts_files = sorted(out.glob("ts_greedy_e0000_seg*.extxyz"))
@@ -237,6 +256,7 @@ def test_map_paths_with_worker_processes(tmp_path):
     _make_lj_store(path, "local")
     printed = _map_paths(path, tmp_path / "report", "--prominence", 0.3, "--workers", 2, "--no-baseline")
     assert printed["baseline"] is None and len(printed["ranking"]) == 1
+    assert printed["ranking"][0]["status"] in ("converged", "unconverged", "no barrier")
     root = open_campaign(path, "r")
     _check_refined_below_raw(root, "greedy_e0000", RAW_MAX_TOLERANCE_EV)
     assert printed["ranking"][0]["n_segments"] >= 2 and printed["ranking"][0]["converged"]

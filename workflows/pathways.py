@@ -271,10 +271,29 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
                 f"(raw {row['raw_barriers'][k]:.3f} eV), {state}, {result['seconds']:.0f} s")
         ranking = [_finish(group, row, temperature_K, distance_A) for row in chosen]
     base_row = ranking.pop() if baseline else None
-    ranking.sort(key=lambda r: (math.inf if r["time_scaled_s"] is None else r["time_scaled_s"], r["label"]))
+    ranking.sort(key=rank_key)
     write_ranking(group, ranking, settings, base_row)
     return {"ranking": ranking, "baseline": base_row, "candidates": len(refs),
             "seconds": time.perf_counter() - start}
+
+
+#: Order of the ranking's classes: a pathway with no barrier above the prominence is the
+#: fastest there is; a band that stopped unconverged has no trustworthy barrier, so its
+#: pathway ranks after every converged one, never among them.
+STATUS_ORDER = ("no barrier", "converged", "unconverged")
+
+
+def pathway_status(results: list[dict]) -> str:
+    """``"no barrier"`` (no segment), ``"converged"`` (every band) or ``"unconverged"``."""
+    if not results:
+        return "no barrier"
+    return "converged" if all(r["converged"] for r in results) else "unconverged"
+
+
+def rank_key(row: dict) -> tuple:
+    """Sort key of a ranking row: its class (:data:`STATUS_ORDER`), then its TST time, then its label."""
+    seconds = row["time_scaled_s"]
+    return (STATUS_ORDER.index(row["status"]), math.inf if seconds is None else seconds, row["label"])
 
 
 def _finish(group, row: dict, temperature_K: float, distance_A: float) -> dict:
@@ -290,6 +309,7 @@ def _finish(group, row: dict, temperature_K: float, distance_A: float) -> dict:
         "label": row["label"], "source": ref.log, "episode": int(ref.episode), "length_A": row["length"],
         "raw_barriers_eV": [float(b) for b in row["raw_barriers"]], "barriers_eV": [float(b) for b in barriers],
         "converged": bool(all(r["converged"] for r in results)), "n_segments": len(results),
+        "status": pathway_status(results), "converged_segments": sum(bool(r["converged"]) for r in results),
         "time_s": _finite(time_s), "time_scaled_s": _finite(scaled),
         "time_scaled_days": _finite(scaled / 86_400.0), "temperature_K": temperature_K, "distance_A": distance_A,
         "raw_max_eV": [float(row["energy"][s.start : s.end + 1].max()) for s in row["segments"]],

@@ -39,3 +39,21 @@ def config_for(config_file, store_path, overrides: dict | None = None, *,
         return config_from_stored(open_campaign(store_path, "r").attrs.get("config", {}), overrides,
                                   sections=sections, where=str(store_path))
     return load_config(None, overrides=overrides)
+
+
+def refuse_changed_map_config(store_path, config: dict) -> None:
+    """Stop, in one line naming the keys, when ``config`` is not the ``[campaign]``/``[map]``
+    configuration the MAP training in the store at ``store_path`` ran with
+    (:func:`mapcvd.config.refuse_changed_config`); nothing to check before MAP started."""
+    from mapcvd.config import config_from_stored, refuse_changed_config  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
+    from mapcvd.store.layout import MAP_STRUCTURE_PATH  # noqa: PLC0415
+
+    store_path = Path(store_path)
+    if not store_path.is_dir() or not any(store_path.iterdir()):
+        return
+    root = open_campaign(store_path, "r")
+    if MAP_STRUCTURE_PATH not in root:
+        return
+    stored = config_from_stored(root.attrs.get("config", {}), sections=("campaign", "map"), where=str(store_path))
+    refuse_changed_config(stored, config, str(store_path))

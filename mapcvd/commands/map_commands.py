@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mapcvd.commands.common import config_for, log
+from mapcvd.commands.common import config_for, log, refuse_changed_map_config
 from mapcvd.errors import InputError
 
 
@@ -44,6 +44,7 @@ def map_train(config_file, store_path, structure, site, actors, minutes, seed):
 
     config = _map_config(config_file, store_path, {
         "campaign": {"site": site, "seed": seed}, "map": {"actors": actors, "minutes": minutes}})
+    refuse_changed_map_config(store_path, config)  # a store stays with the settings it was trained with
     table = config["map"]
     atoms = None
     if not store_path.exists():  # a new store: check the structure and guided atoms too

@@ -196,15 +196,24 @@ def _print_table(ranking: list[dict], baseline: dict | None, kelvin: float, dist
     from rich.table import Table  # noqa: PLC0415
 
     from mapcvd.commands.common import console  # noqa: PLC0415
+    from mapcvd.pathways.report import converged_share  # noqa: PLC0415
 
     table = Table(title=f"MAP pathways by TST time over {distance_nm:g} nm at {kelvin:.2f} K (after piecewise NEB)")
-    for name in ("rank", "episode", "length A", "barriers eV (raw -> NEB)", "converged", "time s", "time days"):
+    for name in ("rank", "episode", "length A", "barriers eV (raw -> NEB)", "bands", "time s", "time days"):
         table.add_column(name)
-    rows = [(str(k + 1), r) for k, r in enumerate(ranking)] + ([("base", baseline)] if baseline else [])
+    rows = [(str(k + 1), r) for k, r in enumerate(ranking)] + ([("straight", baseline)] if baseline else [])
     for rank, r in rows:
         barriers = ", ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(r["raw_barriers_eV"], r["barriers_eV"])) or "none"
         seconds = r["time_scaled_s"]
-        table.add_row(rank, r["label"], f"{r['length_A']:.1f}", barriers, "yes" if r["converged"] else "NO",
-                      "n/a" if seconds is None else f"{seconds:.3g}",
-                      "n/a" if seconds is None else f"{r['time_scaled_days']:.3g}")
+        status = r.get("status", "converged" if r["converged"] else "unconverged")
+        bands = {"no barrier": "no barrier", "converged": "converged",
+                 "unconverged": f"NOT converged ({r.get('converged_segments', 0)}/{r['n_segments']})"}[status]
+        table.add_row(rank, r["label"], f"{r['length_A']:.1f}", barriers, bands,
+                      "fastest" if status == "no barrier" else "n/a" if seconds is None else f"{seconds:.3g}",
+                      "" if seconds is None else f"{r['time_scaled_days']:.3g}"
+                      + (" (unconverged)" if status == "unconverged" else ""))
     console().print(table)
+    done, total = converged_share([r for _, r in rows])
+    share = f"{done / total:.0%}" if total else "n/a"
+    console().print(f"NEB bands converged: {done} of {total} segments ({share}); a pathway without a barrier above "
+                    "the prominence ranks first, unconverged ones after every converged one")

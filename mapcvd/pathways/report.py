@@ -21,7 +21,14 @@ from mapcvd.store.atoms import read_atoms
 from mapcvd.store.layout import MAP_STRUCTURE_PATH
 
 _COLUMNS = ("rank", "label", "source", "episode", "length_A", "n_segments", "raw_barriers_eV", "barriers_eV",
-            "converged", "time_s", "time_scaled_s", "time_scaled_days")
+            "status", "converged", "converged_segments", "time_s", "time_scaled_s", "time_scaled_days")
+
+
+def converged_share(rows: list[dict]) -> tuple[int, int]:
+    """(converged segments, segments) over ranking rows (the straight drag's included when passed)."""
+    total = sum(int(r.get("n_segments", 0)) for r in rows)
+    done = sum(int(r.get("converged_segments", r.get("n_segments", 0) if r.get("converged") else 0)) for r in rows)
+    return done, total
 
 
 def _row(rank: str, attrs: dict) -> dict:
@@ -136,6 +143,8 @@ def write_report(root, out_dir: str | Path) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     summary = out / "paths.json"
+    done, total = converged_share([row for _, row in entries])
     summary.write_text(json.dumps({"ranking": stored["ranking"], "baseline": stored["baseline"],
-                                   "settings": stored["settings"]}, indent=2) + "\n")
+                                   "settings": stored["settings"],
+                                   "converged_segments": done, "segments": total}, indent=2) + "\n")
     return {"table": str(table), "json": str(summary), "plots": plots, "transition_states": structures}
