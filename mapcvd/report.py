@@ -205,19 +205,26 @@ def _summary_html(s: dict) -> str:
             [(p, e["episodes"], _fmt(e["mean_progress_A"], ".2f"), _fmt(e["mean_return"], ".2f"))
              for p, e in s["evaluation"].items()])]
     if "pathways" in s:
+        from mapcvd.pathways.report import converged_share  # noqa: PLC0415
+
         p = s["pathways"]
         settings = p.get("settings") or {}
         rows = [(str(k + 1), r) for k, r in enumerate(p["ranking"])] + ([("baseline", p["baseline"])]
                                                                         if p["baseline"] else [])
         parts += [f"<h2>Best pathways: TST time over {_fmt((settings.get('distance_A') or math.nan) / 10, '.3g')} nm "
                   f"at {_fmt(settings.get('temperature_K'), '.2f')} K</h2>", _rows_html(
-                      ("rank", "pathway", "length (A)", "barriers raw -> NEB (eV)", "converged", "time (s)",
+                      ("rank", "pathway", "length (A)", "barriers raw -> NEB (eV)", "bands", "time (s)",
                        "time (days)"),
                       [(rank, r["label"], _fmt(r.get("length_A"), ".1f"),
                         ", ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(r.get("raw_barriers_eV") or [],
                                                                       r.get("barriers_eV") or [])) or "none",
-                        "yes" if r.get("converged") else "no", _fmt(r.get("time_scaled_s"), ".3g"),
-                        _fmt(r.get("time_scaled_days"), ".3g")) for rank, r in rows])]
+                        r.get("status") or ("converged" if r.get("converged") else "unconverged"),
+                        _fmt(r.get("time_scaled_s"), ".3g"), _fmt(r.get("time_scaled_days"), ".3g"))
+                       for rank, r in rows])]
+        done, total = converged_share([r for _, r in rows])
+        parts.append(f"<p>NEB bands converged: {done} of {total} segments"
+                     + (f" ({done / total:.0%})" if total else "") + "; unconverged pathways rank after the "
+                     "converged ones, their barriers are estimates.</p>")
     if "dataset" in s:
         d = s["dataset"]
         parts += ["<h2>CVD dataset</h2>", _rows_html(("done", "failed", "pending"),

@@ -143,6 +143,7 @@ def test_whole_graph_on_threads_then_resume_skips_done_stages(tmp_path):
         assert open(figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
         assert os.path.relpath(figure, tmp_path / "report") in page
     assert "Best pathways" in page and "agent vs random" in page and "NADE-CVD held-out error" in page
+    assert "NEB bands converged:" in page and " segments" in page
     assert report["summary"]["stages"] == {s: "done" for s in STAGES}
 
 
