@@ -234,6 +234,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 
+def default(section: str, key: str) -> Any:
+    """SCHEMA's default of ``[section] key``: the default of a library function's argument that a key feeds."""
+    return SCHEMA[section][key].default
+
+
 def defaults() -> dict[str, dict[str, Any]]:
     """The configuration with every key at its default."""
     return {section: {k: key.default for k, key in keys.items()} for section, keys in SCHEMA.items()}

@@ -71,3 +71,35 @@ def test_lammps_failure_ends_episode_and_environment_recovers(system):
     _, _, _, info = env.step(0)
     assert info["failed"] is None
     env.close()
+
+
+def test_each_reward_term_computes_what_the_paper_says(system):
+    """R_position, R_energy, R_density, R_distance and R_time recomputed independently after each action."""
+    from ase.geometry import get_distances
+
+    atoms, potential, guided = system
+    settings = MapSettings(max_actions=6, relax_steps=10, energy_window=15, density_distance=2.0,
+                           distance_threshold=0.3,
+                           rewards={"position": 1.0, "energy": 0.5, "density": 0.25, "distance": 0.75, "time": 0.1})
+    env = MapEnvironment(atoms, potential, guided, settings, seed=4)
+    env.reset()
+    assert len(env.history) == 10  # the first relaxation's MD energies (fewer than the window)
+    others = np.setdiff1d(np.arange(len(atoms)), guided)
+    try:
+        for action in (0, 0, 1, 3, 0, 2):
+            reference = float(np.mean(env.history))  # the mean of the last <= 15 MD steps before the action
+            before = env.agent.copy()
+            _, reward, _, info = env.step(action)
+            terms, record = info["terms"], env.records[-1]
+            assert terms["position"] == pytest.approx((record.agent[0] - before[0]) / settings.delta)
+            assert terms["position"] == pytest.approx(1.0 if action == 0 else 0.0)  # only +x counts; sideways 0
+            assert terms["energy"] == (1.0 if record.energy < reference else 0.0)
+            _, d = get_distances(env.engine.get_positions()[others], [record.agent], cell=atoms.cell, pbc=atoms.pbc)
+            assert terms["density"] == (-1.0 if d.min() < settings.density_distance else 0.0)
+            stretch = np.linalg.norm(record.guided - record.agent)
+            assert terms["distance"] == (-1.0 if stretch > settings.distance_threshold else 0.0)
+            assert terms["time"] == -1.0
+            assert reward == pytest.approx(sum(settings.rewards[t] * v for t, v in terms.items()))
+            assert len(env.history) == min(15, 10 * (len(env.records) + 1))  # the window slides over MD steps
+    finally:
+        env.close()

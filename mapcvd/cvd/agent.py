@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mapcvd.config import default
+
 from .nade import Z0, relu_mlp
 from .ranges import PAPER_RANGES, ScheduleRanges
 from .surrogate_rollout import Frozen, fixed_rollout
@@ -135,7 +137,7 @@ def _box(ranges: ScheduleRanges, dtype=torch.float32):
     return lo, hi, 1.0 / (hi - lo)
 
 
-def discounted_returns(rewards: torch.Tensor, gamma: float = 0.99) -> torch.Tensor:
+def discounted_returns(rewards: torch.Tensor, gamma: float = default("cvd_learning", "agent_gamma")) -> torch.Tensor:
     """``G_t = r_t + gamma G_{t+1}`` along the last axis of ``rewards`` (B, n)."""
     out = torch.empty_like(rewards)
     g = torch.zeros_like(rewards[..., 0])
@@ -154,7 +156,7 @@ def rollout(
     ranges: ScheduleRanges = PAPER_RANGES,
     generator: torch.Generator | None = None,
     *,
-    gamma: float = 0.99,
+    gamma: float = default("cvd_learning", "agent_gamma"),
     greedy: bool = False,
     sample_z: bool = False,
 ) -> dict[str, torch.Tensor]:
@@ -272,13 +274,13 @@ def train_agent(
     surrogate: Surrogate,
     *,
     updates: int,
-    batch: int = 32,
+    batch: int = default("cvd_learning", "agent_batch"),
     n_stages: int = 20,
     seed: int = 0,
     sigma: Sequence[float] | None = None,
     ranges: ScheduleRanges = PAPER_RANGES,
-    lr: float = 1e-3,
-    gamma: float = 0.99,
+    lr: float = default("cvd_learning", "agent_lr"),
+    gamma: float = default("cvd_learning", "agent_gamma"),
     policy: PolicyValue | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[PolicyValue, dict[str, list[float]]]:
@@ -324,7 +326,7 @@ def schedule_returns(
     schedules,
     *,
     ranges: ScheduleRanges = PAPER_RANGES,
-    gamma: float = 0.99,
+    gamma: float = default("cvd_learning", "agent_gamma"),
 ) -> torch.Tensor:
     """Discounted return (from stage 0) of fixed schedules (N, n_stages, 4), shape (N,)."""
     x = torch.as_tensor(np.asarray(schedules), dtype=torch.float32)
@@ -340,7 +342,7 @@ def expected_return(
     *,
     n_episodes: int = 256,
     n_stages: int = 20,
-    gamma: float = 0.99,
+    gamma: float = default("cvd_learning", "agent_gamma"),
     ranges: ScheduleRanges = PAPER_RANGES,
     sigma: Sequence[float] | None = None,
     greedy: bool = False,

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mapcvd.config import default
+
 from .ranges import PAPER_RANGES, ScheduleRanges
 
 #: Names of the three phase fractions, in order.
@@ -233,11 +235,11 @@ def train_nade(
     X,
     Z,
     *,
-    epochs: int = 1000,
-    batch_size: int = 32,
-    lr: float = 1e-4,
-    validation_fraction: float = 0.2,
-    patience: int | None = 50,
+    epochs: int = default("cvd_learning", "nade_epochs"),
+    batch_size: int = default("cvd_learning", "nade_batch"),
+    lr: float = default("cvd_learning", "nade_lr"),
+    validation_fraction: float = default("cvd_learning", "nade_val_fraction"),
+    patience: int | None = default("cvd_learning", "nade_patience"),
     seed: int = 0,
     ranges: ScheduleRanges = PAPER_RANGES,
     model: NadeCVD | None = None,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapcvd.config import default
 from mapcvd.errors import InputError
 from mapcvd.timing import measure
 
@@ -176,8 +177,9 @@ class DQNLearner:
         Torch device ("cuda" when available is chosen by the caller).
     """
 
-    def __init__(self, network: nn.Module, *, lr: float = 1e-4, target_update: int = 500,
-                 double: bool = True, grad_clip: float | None = 10.0, device: str | torch.device = "cpu"):
+    def __init__(self, network: nn.Module, *, lr: float = default("map", "learning_rate"),
+                 target_update: int = default("map", "target_update"), double: bool = default("map", "double_dqn"),
+                 grad_clip: float | None = 10.0, device: str | torch.device = "cpu"):
         if target_update < 1 or lr <= 0:
             raise InputError("target_update must be >= 1 and lr > 0")
         self.device = torch.device(device)
