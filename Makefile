@@ -29,6 +29,7 @@ test-heavy: setup
 
 bench: setup
 	$(BIN)/python benchmarks/md_engine.py
+	$(BIN)/python benchmarks/map_throughput.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
