@@ -205,7 +205,7 @@ def _summary_html(s: dict) -> str:
             [(p, e["episodes"], _fmt(e["mean_progress_A"], ".2f"), _fmt(e["mean_return"], ".2f"))
              for p, e in s["evaluation"].items()])]
     if "pathways" in s:
-        from mapcvd.pathways.report import converged_share  # noqa: PLC0415
+        from mapcvd.pathways.store import converged_share, row_status  # noqa: PLC0415
 
         p = s["pathways"]
         settings = p.get("settings") or {}
@@ -218,7 +218,7 @@ def _summary_html(s: dict) -> str:
                       [(rank, r["label"], _fmt(r.get("length_A"), ".1f"),
                         ", ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(r.get("raw_barriers_eV") or [],
                                                                       r.get("barriers_eV") or [])) or "none",
-                        r.get("status") or ("converged" if r.get("converged") else "unconverged"),
+                        row_status(r),
                         _fmt(r.get("time_scaled_s"), ".3g"), _fmt(r.get("time_scaled_days"), ".3g"))
                        for rank, r in rows])]
         done, total = converged_share([r for _, r in rows])

@@ -64,7 +64,7 @@ def test_stitched_profile_keeps_a_shared_minimum_once():
 
 
 def test_ranking_puts_barrier_free_first_and_unconverged_apart():
-    from mapcvd.workflows.pathways import pathway_status, rank_key
+    from mapcvd.pathways.store import pathway_status, rank_key
 
     conv, unconv = {"converged": True}, {"converged": False}
     rows = [

@@ -39,6 +39,8 @@ from mapcvd.pathways.store import (
     BASELINE_LOG,
     begin_pathway,
     finish_pathway,
+    pathway_status,
+    rank_key,
     write_ranking,
     write_segment,
 )
@@ -275,25 +277,6 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     write_ranking(group, ranking, settings, base_row)
     return {"ranking": ranking, "baseline": base_row, "candidates": len(refs),
             "seconds": time.perf_counter() - start}
-
-
-#: Order of the ranking's classes: a pathway with no barrier above the prominence is the
-#: fastest there is; a band that stopped unconverged has no trustworthy barrier, so its
-#: pathway ranks after every converged one, never among them.
-STATUS_ORDER = ("no barrier", "converged", "unconverged")
-
-
-def pathway_status(results: list[dict]) -> str:
-    """``"no barrier"`` (no segment), ``"converged"`` (every band) or ``"unconverged"``."""
-    if not results:
-        return "no barrier"
-    return "converged" if all(r["converged"] for r in results) else "unconverged"
-
-
-def rank_key(row: dict) -> tuple:
-    """Sort key of a ranking row: its class (:data:`STATUS_ORDER`), then its TST time, then its label."""
-    seconds = row["time_scaled_s"]
-    return (STATUS_ORDER.index(row["status"]), math.inf if seconds is None else seconds, row["label"])
 
 
 def _finish(group, row: dict, temperature_K: float, distance_A: float) -> dict:

@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from mapcvd.commands.common import config_for, log
-from mapcvd.config import SCHEMA
+from mapcvd.config import default
 from mapcvd.cvd.learning_settings import LearningSettings
 
 _surrogate_option = click.option(
@@ -79,7 +79,7 @@ def predict_command(spec, store_path, schedule_file, as_json):
     from mapcvd.cvd.schedule import read_schedule
     from mapcvd.cvd.validation import free_run, schedule_return
 
-    choice, _ = _choose(spec or config_for(None, store_path)["cvd_learning"]["surrogate"], store_path)
+    choice, _ = _choose(spec or LearningSettings.from_config(config_for(None, store_path)).surrogate, store_path)
     schedule = read_schedule(schedule_file, choice.ranges)
     z = free_run(choice.model, schedule, choice.ranges)[0][0]
     if as_json:
@@ -126,7 +126,7 @@ def optimise_command(spec, store_path, starts, steps, first_stage, seed, as_json
     choice, group = _choose(spec or learning.surrogate, store_path, "r+", any_existing=True)
     # optimise_steps 0 only tells 'cvd agent' and the campaign to skip the optimum: here it means the default
     starts = starts or learning.optimise_starts
-    steps = steps or learning.optimise_steps or SCHEMA["cvd_learning"]["optimise_steps"].default
+    steps = steps or learning.optimise_steps or default("cvd_learning", "optimise_steps")
     if not as_json:
         log(f"{_describe(choice)}; {starts} starts x {steps} Adam steps, first stage {first_stage}")
     every = max(1, steps // 10)

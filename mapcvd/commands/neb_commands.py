@@ -196,7 +196,7 @@ def _print_table(ranking: list[dict], baseline: dict | None, kelvin: float, dist
     from rich.table import Table  # noqa: PLC0415
 
     from mapcvd.commands.common import console  # noqa: PLC0415
-    from mapcvd.pathways.report import converged_share  # noqa: PLC0415
+    from mapcvd.pathways.store import converged_share, row_status  # noqa: PLC0415
 
     table = Table(title=f"MAP pathways by TST time over {distance_nm:g} nm at {kelvin:.2f} K (after piecewise NEB)")
     for name in ("rank", "episode", "length A", "barriers eV (raw -> NEB)", "bands", "time s", "time days"):
@@ -205,7 +205,7 @@ def _print_table(ranking: list[dict], baseline: dict | None, kelvin: float, dist
     for rank, r in rows:
         barriers = ", ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(r["raw_barriers_eV"], r["barriers_eV"])) or "none"
         seconds = r["time_scaled_s"]
-        status = r.get("status", "converged" if r["converged"] else "unconverged")
+        status = row_status(r)
         bands = {"no barrier": "no barrier", "converged": "converged",
                  "unconverged": f"NOT converged ({r.get('converged_segments', 0)}/{r['n_segments']})"}[status]
         table.add_row(rank, r["label"], f"{r['length_A']:.1f}", barriers, bands,

@@ -16,19 +16,12 @@ import json
 from pathlib import Path
 
 from mapcvd.pathways.neb_output import _agg, annotate_transition_state
-from mapcvd.pathways.store import read_pathway, read_ranking
+from mapcvd.pathways.store import converged_share, read_pathway, read_ranking
 from mapcvd.store.atoms import read_atoms
 from mapcvd.store.layout import MAP_STRUCTURE_PATH
 
 _COLUMNS = ("rank", "label", "source", "episode", "length_A", "n_segments", "raw_barriers_eV", "barriers_eV",
             "status", "converged", "converged_segments", "time_s", "time_scaled_s", "time_scaled_days")
-
-
-def converged_share(rows: list[dict]) -> tuple[int, int]:
-    """(converged segments, segments) over ranking rows (the straight drag's included when passed)."""
-    total = sum(int(r.get("n_segments", 0)) for r in rows)
-    done = sum(int(r.get("converged_segments", r.get("n_segments", 0) if r.get("converged") else 0)) for r in rows)
-    return done, total
 
 
 def _row(rank: str, attrs: dict) -> dict:

@@ -6,8 +6,8 @@ Layout (arrays, never pickles; attributes are JSON)::
       baseline_log/               episode log of the straight drag (+goal axis only)
       <label>/                    one pathway, e.g. greedy_e0001, actor_000_e0012, baseline
                                   attrs (last, the commit): kind="mapcvd-pathway", complete=True, source,
-                                  episode, length_A, raw_barriers_eV, barriers_eV, converged, time_s,
-                                  time_scaled_s, temperature_K, distance_A
+                                  episode, length_A, raw_barriers_eV, barriers_eV, converged, status,
+                                  converged_segments, time_s, time_scaled_s, temperature_K, distance_A
         raw_energy       (F,)     frame energies, eV (frame 0 single point, then after each action)
         raw_coordinate   (F,)     guided atom along the goal axis, A
         segments         (S, 3)   int64 frames of each segment's minimum, maximum, minimum
@@ -23,11 +23,16 @@ A pathway is rewritten: its group is first marked incomplete, then the arrays ar
 written, then its attributes with ``complete=True`` (commit after data); readers use
 only complete pathways. A rerun from the same source (episode, segments, NEB settings)
 keeps the segments already refined; any other source starts the pathway from scratch.
+
+The ranking's rows are ordered by class, then TST time (:func:`rank_key`): a pathway
+with no barrier above the prominence first, converged ones next, those with an
+unconverged band apart at the end (:func:`pathway_status`, :func:`row_status`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import zarr
@@ -113,6 +118,41 @@ def write_ranking(root: zarr.Group, ranking: list[dict], settings: dict, baselin
     group = root.require_group(PATHWAYS_PATH)
     group.update_attributes({"kind": PATHWAYS_KIND, "ranking": ranking, "settings": settings,
                              "baseline": baseline})
+
+
+#: Order of the ranking's classes: a pathway with no barrier above the prominence is the
+#: fastest there is; a band that stopped unconverged has no trustworthy barrier, so its
+#: pathway ranks after every converged one, never among them.
+STATUS_ORDER = ("no barrier", "converged", "unconverged")
+
+
+def pathway_status(results: list[dict]) -> str:
+    """``"no barrier"`` (no segment), ``"converged"`` (every band) or ``"unconverged"``."""
+    if not results:
+        return "no barrier"
+    return "converged" if all(r["converged"] for r in results) else "unconverged"
+
+
+def rank_key(row: dict) -> tuple:
+    """Sort key of a ranking row: its class (:data:`STATUS_ORDER`), then its TST time, then its label."""
+    seconds = row["time_scaled_s"]
+    return (STATUS_ORDER.index(row["status"]), math.inf if seconds is None else seconds, row["label"])
+
+
+def row_status(row: dict) -> str:
+    """The class of a stored ranking row; rows written before ``status`` existed derive it."""
+    if row.get("status"):
+        return row["status"]
+    if not row.get("n_segments"):
+        return "no barrier"
+    return "converged" if row.get("converged") else "unconverged"
+
+
+def converged_share(rows: list[dict]) -> tuple[int, int]:
+    """(converged segments, segments) over ranking rows (the straight drag's included when passed)."""
+    total = sum(int(r.get("n_segments", 0)) for r in rows)
+    done = sum(int(r.get("converged_segments", r.get("n_segments", 0) if r.get("converged") else 0)) for r in rows)
+    return done, total
 
 
 def read_pathway(root: zarr.Group, label: str) -> dict:
