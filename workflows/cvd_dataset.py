@@ -6,7 +6,8 @@ schedules. :func:`run_dataset` plans them (seeded from the campaign seed, see
 :func:`mapcvd.cvd.validation.dataset_schedules`), submits one app per run to the
 executor ``"cpu"`` and, as each future finishes, writes the run's row of the table
 ``cvd/dataset`` (:class:`mapcvd.store.cvd_dataset.RunTable`). The driver is the only
-writer of the store; apps only compute and return plain arrays.
+writer of the table; apps compute, return plain arrays, and write only their row's
+stage checkpoint (below).
 
 * Resume: rows already ``done`` are never resubmitted; asking for more runs extends the
   table, and the first rows keep their schedules.
@@ -15,6 +16,15 @@ writer of the store; apps only compute and return plain arrays.
   with its message (never as data) and resubmitted with a new MD seed, up to
   ``retries`` more times in the same invocation. A later invocation tries failed rows
   again.
+* Stage checkpoints: the app of a row stores the run's state after each finished stage
+  in ``TABLE/checkpoints/row_NNNNNN`` (:mod:`mapcvd.store.stage_checkpoints`), opening
+  the store itself with the driver's run token; an attempt with the same schedule,
+  settings and MD seed continues after the last stored stage. A killed driver never
+  recorded the attempt, so the next invocation runs it with the same attempt number,
+  hence the same seed, and it continues; so does the retry of a run whose worker was
+  lost (Parsl's ``WorkerLost``, ``ManagerLost``: a killed worker, a batch job at its
+  walltime), which is recorded as failed without using up its attempt. The driver
+  deletes a row's checkpoint once it has recorded the row done.
 
 :func:`run_rows` is the generic part (any run table, any rows); the validation of the
 agent's schedules (:mod:`mapcvd.workflows.cvd_validate`) uses it too.
@@ -23,6 +33,7 @@ agent's schedules (:mod:`mapcvd.workflows.cvd_validate`) uses it too.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,15 +42,20 @@ import numpy as np
 from mapcvd.errors import one_line
 from mapcvd.timing import timed_app
 
-RunFn = Callable[[np.ndarray, dict, int], object]
+#: ``run_fn(schedule, cvd_table, seed)``; one that also takes a keyword ``stages`` is given
+#: the :class:`~mapcvd.store.stage_checkpoints.StageCheckpoints` of its row.
+RunFn = Callable[..., object]
 Progress = Callable[[dict], None]
 
 #: ``purpose`` salts of :func:`mapcvd.cvd.validation.md_seed`.
 DATASET_SALT, VALIDATION_SALT = 0, 1
 
 
-def run_rmd(schedule: np.ndarray, cvd_table: dict, seed: int):
+def run_rmd(schedule: np.ndarray, cvd_table: dict, seed: int, *, stages=None):
     """The default run function: the staged reactive MD of ``mapcvd.cvd.rmd``.
+
+    Staged runs of Rajak et al., npj Comput. Mater. 7, 108 (2021),
+    doi:10.1038/s41524-021-00535-3.
 
     Parameters
     ----------
@@ -49,25 +65,59 @@ def run_rmd(schedule: np.ndarray, cvd_table: dict, seed: int):
         The ``[cvd]`` configuration table (slab, stage length, timestep, ...).
     seed : int
         MD seed (gas placement, velocities).
+    stages : mapcvd.store.stage_checkpoints.StageCheckpoints, optional
+        The row's stage checkpoint: a stored state of this schedule, these settings
+        and this seed (:func:`mapcvd.cvd.rmd.run_key`) is continued after its last
+        stage (one of another key, or unreadable, is ignored), and the state after
+        each finished stage is stored there (a :class:`~mapcvd.store.fence.FencedError`
+        of that write stops the run).
 
     Returns
     -------
     mapcvd.cvd.rmd.RmdResult
+        ``resumed_stages``: the stages taken from the checkpoint.
     """
-    from mapcvd.cvd.rmd import RmdSettings, run_schedule
+    from mapcvd.cvd.rmd import RmdSettings, StageState, run_key, run_schedule
+    from mapcvd.errors import InputError
 
-    return run_schedule(np.asarray(schedule, dtype=np.float64), RmdSettings.from_config(cvd_table), seed=seed)
+    schedule = np.asarray(schedule, dtype=np.float64)
+    settings = RmdSettings.from_config(cvd_table)
+    if stages is None:
+        return run_schedule(schedule, settings, seed=seed)
+    key = run_key(schedule, settings, seed)
+    found, resume = stages.load(key), None
+    if found is not None:
+        try:
+            resume = StageState.from_arrays(found.arrays, found.meta, stage=found.stage, key=key)
+        except InputError:  # not a state this version can read: start again (and replace it)
+            resume = None
+
+    def store(state: StageState) -> None:
+        arrays, meta = state.to_arrays()
+        stages.save(state.stage, arrays, meta, key=state.key)
+
+    return run_schedule(schedule, settings, seed=seed, resume=resume, on_stage=store)
+
+
+def takes_stages(run_fn: RunFn) -> bool:
+    """Whether ``run_fn`` takes the keyword ``stages`` (its row's stage checkpoint)."""
+    try:
+        return "stages" in inspect.signature(run_fn).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
 
 
 @timed_app
-def rmd_app(run_fn: RunFn, schedule: np.ndarray, cvd_table: dict, seed: int) -> dict:
+def rmd_app(run_fn: RunFn, schedule: np.ndarray, cvd_table: dict, seed: int, stages=None) -> dict:
     """App body: one staged run through ``run_fn``; returns its result as plain arrays.
 
     The frames (positions per stage) stay in the worker: the table stores fractions,
     conditions and timings only. An exception of ``run_fn`` propagates to the driver,
-    which records it.
+    which records it. ``stages``, the row's
+    :class:`~mapcvd.store.stage_checkpoints.StageCheckpoints`, is passed on to
+    ``run_fn`` when given.
     """
-    result = run_fn(schedule, cvd_table, seed)
+    result = run_fn(schedule, cvd_table, seed) if stages is None else run_fn(schedule, cvd_table, seed, stages=stages)
     if dataclasses.is_dataclass(result):
         result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
     return {k: v for k, v in dict(result).items() if k != "frames"}
@@ -105,7 +155,11 @@ def run_rows(
         Extra attempts of a failed run in this call.
     run_fn : callable(schedule, cvd_table, seed) or None
         What each app runs; :func:`run_rmd` when None. It must be importable by the
-        workers (a function of an installed module) on process-based sites.
+        workers (a function of an installed module) on process-based sites. When it
+        takes a keyword ``stages`` (:func:`run_rmd` does), each app gets its row's
+        :class:`~mapcvd.store.stage_checkpoints.StageCheckpoints` (the store's path
+        and this process's run token), and the driver deletes that checkpoint once
+        the row is recorded done.
     progress : callable(event) or None
         Called once all apps are submitted (``event`` "start") and after each finished
         attempt with ``{"row", "event"`` ("done", "failed" or "retry"), ``"message",
@@ -114,20 +168,33 @@ def run_rows(
     Returns
     -------
     dict
-        ``done`` and ``failed`` (rows), ``attempts`` (apps run) and ``seconds``.
+        ``done`` and ``failed`` (rows), ``attempts`` (apps run), ``resumed`` (row ->
+        stages taken from its stage checkpoint, for rows that continued one) and
+        ``seconds``.
+
+    Notes
+    -----
+    A retry gets a new MD seed (the next attempt number), except after a lost worker
+    (Parsl's ``WorkerLost`` or ``ManagerLost``: a killed worker, a batch job at its
+    walltime; the run itself did not fail): that failure is recorded without using
+    up its attempt, so the retry, here or in a later invocation, runs with the same
+    attempt number and seed and continues from the row's stage checkpoint.
     """
     import concurrent.futures as cf
 
     import parsl
     from mapcvd.workflows.parsl_runtime import parsl_block
+    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
 
     from mapcvd.cvd.validation import md_seed
     from mapcvd.store.cvd_dataset import check_result
+    from mapcvd.store.stage_checkpoints import StageCheckpoints
 
     run_fn = run_rmd if run_fn is None else run_fn
+    checkpoints = takes_stages(run_fn)
     rows = [int(r) for r in rows]
     start = time.perf_counter()
-    summary = {"done": [], "failed": [], "attempts": 0}
+    summary = {"done": [], "failed": [], "attempts": 0, "resumed": {}}
     if not rows:
         summary["seconds"] = 0.0
         return summary
@@ -139,38 +206,51 @@ def run_rows(
     with parsl_block(parsl_config):
         futures: dict = {}
 
-        def submit(i: int, tries: int) -> None:
+        def stages(row: int):
+            return StageCheckpoints.for_row(table.group, row) if checkpoints else None
+
+        def submit(i: int, tries: int, attempt: int) -> None:
             row = rows[i]
-            s = md_seed(seed, salt, row, prior[row] + tries)
-            futures[app(run_fn, schedules[i], cvd_table, s)] = (i, tries, s)
+            s = md_seed(seed, salt, row, attempt)
+            futures[app(run_fn, schedules[i], cvd_table, s, stages(row))] = (i, tries, attempt, s)
 
         for i in range(len(rows)):
-            submit(i, 0)
+            submit(i, 0, prior[rows[i]])
         if progress is not None:
             progress({"row": None, "event": "start", "message": "", "done": 0, "failed": 0,
                       "remaining": len(rows), "total": len(rows)})
         while futures:
             finished, _ = cf.wait(list(futures), return_when=cf.FIRST_COMPLETED)
             for fut in finished:
-                i, tries, s = futures.pop(fut)
+                i, tries, attempt, s = futures.pop(fut)
                 row = rows[i]
-                attempts = prior[row] + tries + 1
                 summary["attempts"] += 1
                 try:
-                    data = check_result(fut.result(), S, k)
+                    result = fut.result()
+                    data = check_result(result, S, k)
                 except Exception as exc:  # noqa: BLE001 - any failure of a run is recorded
                     message = one_line(exc)
-                    table.record_failure(row, message, seed=s, attempts=attempts)
+                    # a lost worker is no failure of the run: the attempt (its number, its seed) is not used up
+                    used = 0 if isinstance(exc, (WorkerLost, ManagerLost)) else 1
+                    table.record_failure(row, message, seed=s, attempts=attempt + used)
                     if tries < retries:
                         event = "retry"
-                        submit(i, tries + 1)
+                        submit(i, tries + 1, attempt + used)
                     else:
                         event = "failed"
                         summary["failed"].append(row)
                 else:
                     message = ""
-                    note = f"succeeded on attempt {tries + 1} of this invocation" if tries else ""
-                    table.record_result(row, data, seed=s, attempts=attempts, message=note)
+                    attempts = attempt + 1
+                    resumed = int(result.get("resumed_stages", 0) or 0)
+                    notes = [f"succeeded on attempt {tries + 1} of this invocation"] if tries else []
+                    if resumed:
+                        notes.append(f"continued after stage {resumed} of {S} from its stage checkpoint")
+                        summary["resumed"][row] = resumed
+                    table.record_result(row, data, seed=s, attempts=attempts, message="; ".join(notes))
+                    handle = stages(row)
+                    if handle is not None:  # the app is done: its checkpoint is the driver's to delete
+                        handle.delete()
                     event = "done"
                     summary["done"].append(row)
                 if progress is not None:

@@ -6,9 +6,11 @@ reactive MD (their Fig. 3b). :func:`run_validation` does that for the top-K sche
 stored by ``mapcvd cvd agent``: a run table ``cvd/validation`` (same layout as the
 dataset, :class:`mapcvd.store.cvd_dataset.RunTable`) whose row ``i`` is the ``i``-th best
 schedule, run with the dataset's ``[cvd]`` settings through
-:func:`mapcvd.workflows.cvd_dataset.run_rows` (driver-only writes, retries, resume). The
-surrogate's prediction of each schedule is stored beside it (``nade_mean``,
-``nade_std``), so the comparison can be redrawn from the store alone.
+:func:`mapcvd.workflows.cvd_dataset.run_rows` (driver-only writes, retries, resume, and
+stage checkpoints in ``cvd/validation/checkpoints``, so a killed validation run
+continues after its last finished stage). The surrogate's prediction of each schedule
+is stored beside it (``nade_mean``, ``nade_std``), so the comparison can be redrawn
+from the store alone.
 """
 
 from __future__ import annotations

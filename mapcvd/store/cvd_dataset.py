@@ -24,7 +24,8 @@ Layout (``n`` rows, ``S`` stages; every array chunked one row per chunk)::
         md_seconds    f8 (n,)        seconds inside LAMMPS
         wall_seconds  f8 (n,)        wall time of the run
         seed          i8 (n,)        MD seed of the last attempt
-        attempts      i4 (n,)        attempts so far (all invocations)
+        attempts      i4 (n,)        attempts so far (all invocations; one whose worker was
+                                     lost is not counted, so its retry keeps its MD seed)
         message       str (n,)       last error message ("" when none)
         status        i1 (n,)        0 pending, 1 done, 2 failed
 
@@ -36,7 +37,9 @@ next invocation, overwriting the same row, so nothing is duplicated. A failed ru
 only its message and attempt count, never data: its ``X``, ``Z`` and the other data
 arrays keep their fill values (NaN, or 0 for integers). Rows are added by resizing every
 array, writing the new planned schedules, and only then moving the ``n_runs`` attribute
-(again commit after data); readers use rows below ``n_runs`` only.
+(again commit after data); readers use rows below ``n_runs`` only. A row's app may
+keep its stage checkpoint in the subgroup ``checkpoints`` of the table
+(:mod:`mapcvd.store.stage_checkpoints`), which no table array covers.
 """
 
 from __future__ import annotations

@@ -19,11 +19,13 @@ MAP (Chen et al., seed 000)::
 CVD (Rajak et al., npj Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3)::
 
     cvd/dataset            reactive-MD runs of random schedules (mapcvd-cvd-runs)
+    cvd/dataset/checkpoints/row_NNNNNN  stage checkpoint of a running row (mapcvd-stage-checkpoint)
     cvd/nade/weights|results            the NADE-CVD trained on them
     cvd/agent/policy|results            the agent on that NADE-CVD
     cvd/agent_paper/..., cvd/agent_file/...   agents on the paper's / a file's surrogate
     cvd/optimise_KIND/FIRST_STAGE       schedules optimised through a surrogate
     cvd/validation, cvd/validation_KIND reactive MD of an agent's best schedules
+                                        (with their own checkpoints/row_NNNNNN)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "EVALUATION_PARENT", "MAP_STAGES", "MAP_STRUCTURE_PATH", "NADE_RESULTS", "NADE_WEIGHTS", "PATHWAYS_KIND",
     "PATHWAYS_PATH", "PATHWAY_KIND", "RUN_TABLE_KIND", "STAGES", "VALIDATION_PATH", "actor_episodes_path",
     "agent_paths", "agent_stage", "evaluation_path", "evaluation_stage", "optimum_path", "validation_path", "validation_stage",
+    "STAGE_CHECKPOINT_KIND", "STAGE_CHECKPOINTS", "stage_checkpoint_path",
 ]
 
 # ------------------------------------------------------------------------- kinds
@@ -47,6 +50,7 @@ EPISODE_LOG_KIND = "mapcvd-episode-log"
 PATHWAYS_KIND = "mapcvd-pathways"
 PATHWAY_KIND = "mapcvd-pathway"
 RUN_TABLE_KIND = "mapcvd-cvd-runs"
+STAGE_CHECKPOINT_KIND = "mapcvd-stage-checkpoint"
 
 # --------------------------------------------------------------------------- MAP
 MAP_STRUCTURE_PATH = "map/structure"
@@ -91,6 +95,15 @@ def optimum_path(kind: str, first_stage: str = "random") -> str:
 def validation_path(kind: str = "store") -> str:
     """Reactive-MD validation runs of the agent trained on a surrogate of ``kind``."""
     return VALIDATION_PATH if kind == "store" else f"{VALIDATION_PATH}_{kind}"
+
+
+#: Subgroup of a run table holding the stage checkpoints of its rows.
+STAGE_CHECKPOINTS = "checkpoints"
+
+
+def stage_checkpoint_path(table_path: str, row: int) -> str:
+    """Stage checkpoint of row ``row`` of the run table at ``table_path`` (written by the app running that row)."""
+    return f"{table_path}/{STAGE_CHECKPOINTS}/row_{int(row):06d}"
 
 
 # ------------------------------------------------------------------------ stages
