@@ -80,7 +80,8 @@ def _check_site(site: str, timeout: float) -> None:
         reaxff = "REAXFF" in r["lammps"]["packages"]
         if not reaxff:
             failed.append(label)
-        click.echo(f"  {label:5s} host {r['host']} (pid {r['pid']}, {r['cores']} cores), Python {r['python']}, "
+        job = f", {r['batch_job']}" if r.get("batch_job") else ""
+        click.echo(f"  {label:5s} host {r['host']} (pid {r['pid']}, {r['cores']} cores{job}), Python {r['python']}, "
                    f"LAMMPS {r['lammps']['version']} {'with' if reaxff else 'WITHOUT'} REAXFF, "
                    f"torch {r['torch']} with {r['cuda_devices']} CUDA device(s)")
     if failed:
@@ -195,9 +196,9 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
     the others continue; without CONFIG_FILE an existing store keeps its stored settings.
     Ctrl-C stops cleanly and leaves unfinished stages pending.
     """
-    from mapcvd.commands.common import refuse_changed_map_config  # noqa: PLC0415
+    from mapcvd.commands.common import open_for_run, refuse_changed_map_config  # noqa: PLC0415
     from mapcvd.config import config_from_stored, load_config  # noqa: PLC0415
-    from mapcvd.store import open_campaign, open_or_create_campaign  # noqa: PLC0415
+    from mapcvd.store import open_campaign  # noqa: PLC0415
     from mapcvd.workflows.campaign import campaign_site, check_campaign, run_campaign  # noqa: PLC0415
 
     overrides = {"campaign": {"site": site, "store": store_path}}
@@ -214,7 +215,7 @@ def campaign_run(config_file, site, store_path, resume, no_dashboard):
     site_name = config["campaign"]["site"]
     run_dir = path.parent / (path.name + ".runinfo")
     parsl_config = campaign_site(site_name, str(run_dir), config)  # a bad site fails before any work
-    group, created = open_or_create_campaign(path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+    group, created = open_for_run(path, config)
     _log(f"{'created' if created else 'continuing'} campaign store {path}; site '{site_name}', "
          f"{config['map']['actors']} MAP actor(s) for {config['map']['minutes']:g} min alongside "
          f"{config['cvd_learning']['runs']} CVD runs")

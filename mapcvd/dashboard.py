@@ -43,6 +43,7 @@ from mapcvd.dashboard_readers import (
 )
 from mapcvd.errors import one_line
 from mapcvd.store import open_campaign, stage_statuses
+from mapcvd.store.fence import driver_alive, read_run
 
 __all__ = ["collect", "finished", "plain_lines", "render", "snapshot_json", "watch"]
 
@@ -98,6 +99,16 @@ def _read_part(reader: Callable, stages: tuple[str, ...], root, snap: dict, now:
     return part
 
 
+def _warn_left_running(snap: dict, path) -> None:
+    """Warn when stages read ``running`` but the run that holds the store has no live driver on this host."""
+    running = [stage for stage, status in snap["stages"].items() if status == "running"]
+    record = None if path is None or not running else read_run(path)
+    if record is None or driver_alive(record) is not False:
+        return
+    _warn(snap, "warning", "run", f"{', '.join(running)} read running, but run {record['token']} (PID {record['pid']}) "
+          "that holds the store is gone: run the same command again to resume")
+
+
 def collect(root, *, path: str | Path | None = None, now: float | None = None, history: dict | None = None) -> dict:
     """One snapshot of a campaign store, as a JSON-safe dict; never writes.
 
@@ -143,6 +154,7 @@ def collect(root, *, path: str | Path | None = None, now: float | None = None, h
     for stage, status in snap["stages"].items():
         if status == "failed":
             _warn(snap, "error", f"stage {stage}", "failed")
+    _warn_left_running(snap, path)
     snap["warnings"].sort(key=lambda w: w["level"] != "error")
     del snap["config"]
     return _jsonable(snap)

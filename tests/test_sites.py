@@ -42,14 +42,14 @@ def executor(config, label):
 
 def worker_pools(run_dir: str) -> list[psutil.Process]:
     """Worker pool processes of one Parsl run (its run_dir is on their command line)."""
-    procs = parsl_runtime._pool_processes(run_dir)
+    procs = parsl_runtime.pool_processes(run_dir)
     return [p for p in procs if "process_worker_pool" in " ".join(p.cmdline())]
 
 
 def assert_gone(procs: list[psutil.Process], run_dir: str) -> None:
     _, alive = psutil.wait_procs(procs, timeout=15)
     assert not alive, f"stray Parsl processes: {alive}"
-    assert parsl_runtime._pool_processes(run_dir) == []
+    assert parsl_runtime.pool_processes(run_dir) == []
 
 
 def assert_no_dfk() -> None:
@@ -115,6 +115,7 @@ def test_local_site_with_gpu(tmp_path):
 def test_slurm_site_builds(tmp_path):
     config = load_site(
         "slurm",
+        check=False,  # no Slurm here: build only
         partition="compute",
         account="acct",
         walltime="02:00:00",
@@ -167,16 +168,86 @@ def test_pbs_site_builds(tmp_path):
 
 def test_cluster_site_without_gpu(tmp_path):
     for name in ("slurm", "pbs"):
-        config = load_site(name, gpu=False, cores_per_node=8, run_dir=tmp_path)
+        config = load_site(name, gpu=False, cores_per_node=8, run_dir=tmp_path, check=False)
         assert labels(config) == ["cpu"] and not has_gpu_executor(config)
 
 
 @pytest.mark.parametrize("example", ["slurm_example.py", "pbs_example.py"])
 def test_example_site_files_build(tmp_path, example):
-    config = load_site(str(EXAMPLES / example), run_dir=tmp_path, max_blocks=2)
+    config = load_site(str(EXAMPLES / example), run_dir=tmp_path, max_blocks=2, check=False)
     assert labels(config) == ["cpu", "gpu"]
     assert executor(config, "cpu").provider.max_blocks == 2
     assert "activate" in executor(config, "cpu").provider.worker_init
+
+
+def test_local_slurm_site_file_builds(tmp_path):
+    """The site of the throwaway test cluster (tests/test_slurm_cluster.py runs it for real)."""
+    config = load_site(str(EXAMPLES / "local_slurm.py"), run_dir=tmp_path, check=False)
+    assert labels(config) == ["cpu", "gpu"]
+    cpu, gpu = executor(config, "cpu"), executor(config, "gpu")
+    for ex in (cpu, gpu):
+        assert isinstance(ex.provider, SlurmProvider) and isinstance(ex.provider.launcher, SrunLauncher)
+        assert ex.provider.partition == "debug" and ex.address == "127.0.0.1"
+        assert f'export PATH="{os.path.dirname(sys.executable)}:$PATH"' in ex.provider.worker_init
+    assert cpu.provider.exclusive and not gpu.provider.exclusive  # so the GPU block takes the other node
+    assert gpu.provider.gpus_per_node == 1 and "--gpus-per-node=1" in gpu.provider.scheduler_options
+
+
+def fake_sinfo(tmp_path, script: str) -> None:
+    """Put a fake ``sinfo`` (a shell script) first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sinfo").write_text("#!/bin/sh\n" + script + "\n")
+    (bin_dir / "sinfo").chmod(0o755)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("script, options, words", [
+    ("echo debug; echo gpu", dict(partition="nope"), ["partition 'nope' does not exist", "sinfo lists: debug, gpu"]),
+    ("echo debug; echo gpu", dict(partition="debug,nope2", gpu_partition="gpu"), ["'nope2'"]),
+    ("echo debug", dict(partition="debug", gpu_partition="nogpu"), ["'nogpu'"]),
+    ("echo 'sinfo: error: Unable to contact slurm controller' >&2; exit 1", dict(), ["'sinfo' failed (exit 1)",
+                                                                                      "Unable to contact"]),
+    ("exec sleep 30", dict(partition="debug"), ["did not answer within"]),
+])
+def test_slurm_site_checks_its_partitions(tmp_path, monkeypatch, script, options, words):
+    monkeypatch.setattr("mapcvd.workflows.cluster_sites.SINFO_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    fake_sinfo(tmp_path, script)
+    start = time.monotonic()
+    with pytest.raises(InputError) as excinfo:
+        load_site("slurm", run_dir=tmp_path, **options)
+    assert time.monotonic() - start < 15
+    message = str(excinfo.value)
+    assert "\n" not in message and message.startswith("slurm site: ")
+    for word in words:
+        assert word in message
+
+
+def test_slurm_site_with_existing_partitions_passes_and_local_asks_no_scheduler(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    fake_sinfo(tmp_path, "echo debug; echo gpu")
+    config = load_site("slurm", run_dir=tmp_path, partition="debug", gpu_partition="gpu")
+    assert labels(config) == ["cpu", "gpu"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sinfo at all
+    with pytest.raises(InputError, match="'sinfo' is not on PATH"):
+        load_site("slurm", run_dir=tmp_path)
+    assert labels(load_site("local", run_dir=tmp_path)) == ["cpu"]
+
+
+def test_tasks_lost_with_their_pool_run_again_and_nothing_else(tmp_path):
+    """A walltime or a cancelled block (ManagerLost) costs a task one of LOST_POOL_RETRIES; its own errors end it."""
+    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
+
+    from mapcvd.workflows.site_common import LOST_POOL_RETRIES, retry_lost_pool
+
+    for name in ("threads", "local"):
+        config = load_site(name, run_dir=tmp_path)
+        assert config.retries == LOST_POOL_RETRIES >= 1 and config.retry_handler is retry_lost_pool
+    record = {"id": 3, "func_name": "actor_task", "fail_count": 1}
+    assert retry_lost_pool(ManagerLost(b"abc", "node-1"), record) == 1
+    for exc in (RuntimeError("LAMMPS failed"), WorkerLost(1, "node-1")):
+        assert retry_lost_pool(exc, record) > LOST_POOL_RETRIES  # never retried by Parsl
 
 
 # --- load_site errors ----------------------------------------------------------------
@@ -321,12 +392,12 @@ def test_stray_worker_pools_are_ended(tmp_path):
     try:
         found = []
         for _ in range(50):  # until the child has exec'd python
-            found = parsl_runtime._pool_processes(run_dir)
+            found = parsl_runtime.pool_processes(run_dir)
             if found:
                 break
             time.sleep(0.1)
         assert [p.pid for p in found] == [stray.pid]  # another run's pool is not matched
-        parsl_runtime._reap(found, grace=0.5)  # ignores SIGTERM: needs the kill
+        parsl_runtime.reap(found, grace=0.5)  # ignores SIGTERM: needs the kill
         assert not found[0].is_running()
         assert found[0].returncode == -9  # psutil reaped it: SIGKILL after SIGTERM
         assert other.poll() is None

@@ -200,7 +200,7 @@ def run_campaign(config: dict, group, store_path: str, parsl_config, *, log: Cal
     stopping = threading.Event()
     branches = [_Branch("map", group, log, stopping), _Branch("cvd", group, log, stopping)]
     try:
-        with run_parsl(parsl_config):
+        with run_parsl(parsl_config, record=group):
             submitted = threading.Event()
             branches[0].start(MapStages(config, str(store_path), max_episodes=max_episodes,
                                         max_updates=max_updates, submitted=submitted).run)

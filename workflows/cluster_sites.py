@@ -6,21 +6,28 @@ the unit of parallelism, with ``OMP_NUM_THREADS=1``). ``"gpu"``: a separate bloc
 worker per GPU, requested only when a GPU task waits. What to put in ``worker_init``
 and how to size blocks on a real machine is explained, with a working example, in the
 site files ``configs/sites/slurm_example.py`` and ``configs/sites/pbs_example.py``.
+
+:func:`check_cluster_config` asks Slurm (``sinfo``) whether the partitions of a
+configuration exist; :func:`~mapcvd.workflows.sites.load_site` calls it, so that a bad
+partition is a one-line error before any work.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 
 from parsl.config import Config
-from parsl.executors import HighThroughputExecutor
 from parsl.launchers import MpiExecLauncher, SrunLauncher
 from parsl.providers import PBSProProvider, SlurmProvider
 
-from mapcvd.workflows.site_common import CPU, GPU, POLL_MS, SINGLE_THREAD_INIT, build_config, interchange_cmd, join_init
+from mapcvd.errors import InputError
+from mapcvd.workflows.site_common import CPU, GPU, SINGLE_THREAD_INIT, build_config, htex, join_init
 
-__all__ = ["cluster_executors", "pbs_config", "slurm_config"]
+__all__ = ["check_cluster_config", "check_slurm_partitions", "cluster_executors", "pbs_config", "slurm_config",
+           "slurm_partitions"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +36,9 @@ CPU_BLOCKS = dict(init_blocks=1, min_blocks=0)
 #: Block settings of a cluster's ``"gpu"`` executor: one node, requested only when a
 #: GPU task waits.
 GPU_BLOCKS = dict(nodes_per_block=1, init_blocks=0, min_blocks=0, max_blocks=1)
+#: Seconds that ``sinfo`` gets to answer (it retries for a minute when it finds no
+#: configuration).
+SINFO_TIMEOUT_S = 20.0
 
 
 def cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node) -> list:
@@ -50,10 +60,8 @@ def cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_
     list of parsl.executors.HighThroughputExecutor
     """
     executors = [
-        HighThroughputExecutor(
-            poll_period=POLL_MS,
-            label=CPU,
-            interchange_launch_cmd=interchange_cmd(),
+        htex(
+            CPU,
             address=address,
             cores_per_worker=1,
             max_workers_per_node=cores_per_node,
@@ -62,10 +70,8 @@ def cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_
     ]
     if gpu_provider is not None:
         executors.append(
-            HighThroughputExecutor(
-                poll_period=POLL_MS,
-                label=GPU,
-                interchange_launch_cmd=interchange_cmd(),
+            htex(
+                GPU,
                 address=address,
                 available_accelerators=gpus_per_node,
                 max_workers_per_node=gpus_per_node,
@@ -294,6 +300,92 @@ def pbs_config(
         )
     executors = cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
     return build_config(executors, run_dir)
+
+
+def slurm_partitions(timeout: float | None = None) -> list[str]:
+    """The partitions of this Slurm cluster, as ``sinfo --all`` lists them.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds ``sinfo`` gets to answer. Default :data:`SINFO_TIMEOUT_S`.
+
+    Returns
+    -------
+    list of str
+        Partition names, sorted (hidden ones included; the default one without ``*``).
+
+    Raises
+    ------
+    mapcvd.errors.InputError
+        ``sinfo`` is not on ``PATH`` (not a Slurm host), fails, or does not answer
+        within ``timeout`` (slurmctld down, a wrong ``SLURM_CONF``).
+    """
+    timeout = SINFO_TIMEOUT_S if timeout is None else timeout
+    sinfo = shutil.which("sinfo")
+    if sinfo is None:
+        raise InputError("slurm site: the Slurm command 'sinfo' is not on PATH, so the site cannot be checked or "
+                         "used: run on a Slurm login node (or load the Slurm module)")
+    try:
+        done = subprocess.run([sinfo, "--all", "--noheader", "--format=%R"], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"slurm site: 'sinfo' did not answer within {timeout:g} s "
+                         "(is slurmctld up, and SLURM_CONF right?)") from None
+    if done.returncode != 0:
+        said = " ".join((done.stderr or done.stdout).split())[:300]
+        raise InputError(f"slurm site: 'sinfo' failed (exit {done.returncode}): {said}")
+    return sorted({line.strip() for line in done.stdout.splitlines() if line.strip()})
+
+
+def check_slurm_partitions(partitions, timeout: float | None = None) -> None:
+    """Refuse partitions that this Slurm cluster does not have, before any job is submitted.
+
+    Parameters
+    ----------
+    partitions : iterable of str or None
+        Partitions a site asks for; None and empty entries (Slurm's default partition)
+        are skipped, and ``"a,b"`` (Slurm's list) means both.
+    timeout : float, optional
+        Seconds ``sinfo`` gets to answer. Default :data:`SINFO_TIMEOUT_S`.
+
+    Raises
+    ------
+    mapcvd.errors.InputError
+        One line naming the missing partitions and those that exist, or why ``sinfo``
+        could not tell (:func:`slurm_partitions`); also without any partition named,
+        since a Slurm site cannot work where ``sinfo`` does not.
+    """
+    wanted = list(dict.fromkeys(p.strip() for entry in partitions if entry for p in entry.split(",") if p.strip()))
+    known = slurm_partitions(timeout)
+    missing = [p for p in wanted if p not in known]
+    if missing:
+        names = ", ".join(repr(p) for p in missing)
+        raise InputError(f"slurm site: partition {names} does not exist on this cluster "
+                         f"(sinfo lists: {', '.join(known) or 'no partition'})")
+
+
+def check_cluster_config(config: Config, timeout: float | None = None) -> None:
+    """Ask the batch scheduler whether the blocks of ``config`` can be submitted as configured.
+
+    Checks the partitions of every SlurmProvider (:func:`check_slurm_partitions`);
+    configurations without one (``local``, ``threads``, ``pbs``) pass unchecked.
+
+    Parameters
+    ----------
+    config : parsl.config.Config
+        A site configuration, not yet loaded.
+    timeout : float, optional
+        Seconds the scheduler's command gets to answer. Default :data:`SINFO_TIMEOUT_S`.
+
+    Raises
+    ------
+    mapcvd.errors.InputError
+        A partition that does not exist, or a Slurm that does not answer.
+    """
+    providers = [ex.provider for ex in config.executors if isinstance(getattr(ex, "provider", None), SlurmProvider)]
+    if providers:
+        check_slurm_partitions([p.partition for p in providers], timeout)
 
 
 #: Site name -> factory ``fresh_config(**options) -> Config``.

@@ -203,7 +203,7 @@ def run_rows(
     S, k = table.n_stages, table.n_species
     app = parsl.python_app(rmd_app, executors=["cpu"])
 
-    with parsl_block(parsl_config):
+    with parsl_block(parsl_config, record=table.group):
         futures: dict = {}
 
         def stages(row: int):

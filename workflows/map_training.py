@@ -29,28 +29,30 @@ from mapcvd.timing import timed_app
 # ----------------------------------------------------------------- the apps
 @timed_app
 def actor_task(store_path: str, table: dict, training, actor: int, deadline: float, seed: int,
-               max_episodes: int | None = None) -> dict:
+               max_episodes: int | None = None, token: int | None = None) -> dict:
     """Parsl app body: one actor until ``deadline`` (see :func:`mapcvd.map.actor.run_actor`).
 
     ``table`` is the ``[map]`` table of the system (structure, potential, environment),
-    checked by the driver; ``training`` the :class:`~mapcvd.map.training_settings.TrainingSettings`.
+    checked by the driver; ``training`` the :class:`~mapcvd.map.training_settings.TrainingSettings`;
+    ``token`` the run token of the driver's run: once a newer run holds the store,
+    the actor's next write raises :class:`~mapcvd.store.fence.FencedError`.
     """
     from mapcvd.map.actor import run_actor  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
-    root = open_campaign(store_path, "r+")
+    root = open_campaign(store_path, "r+", token=token)
     return run_actor(root, stored_system(root, table), training, actor=actor, deadline=deadline, seed=seed,
                      max_episodes=max_episodes)
 
 
 @timed_app
 def learner_task(store_path: str, training, deadline: float, seed: int, channels: int,
-                 max_updates: int | None = None) -> dict:
-    """Parsl app body: the learner until ``deadline`` (see :func:`mapcvd.map.learner.run_learner`)."""
+                 max_updates: int | None = None, token: int | None = None) -> dict:
+    """Parsl app body: the learner until ``deadline`` (see :func:`mapcvd.map.learner.run_learner`), fenced by ``token``."""
     from mapcvd.map.learner import run_learner  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
-    root = open_campaign(store_path, "r+")
+    root = open_campaign(store_path, "r+", token=token)
     return run_learner(root, training, deadline=deadline, seed=seed, channels=channels, max_updates=max_updates)
 
 
@@ -131,7 +133,10 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     config
         Validated configuration (``[campaign]`` seed, ``[map]`` table).
     group
-        The campaign root, read-write (this driver writes its attributes).
+        The campaign root, read-write (this driver writes its attributes). Opened
+        with a run token (:func:`~mapcvd.workflows.run_guard.claim_store`), the
+        actor and learner apps carry it and stop writing once a newer run holds
+        the store.
     store_path
         Path of the store (each app opens it itself).
     parsl_config
@@ -161,21 +166,23 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
     from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
     from mapcvd.store import set_stage_info  # noqa: PLC0415
+    from mapcvd.store.fence import run_token  # noqa: PLC0415
 
     table = config["map"]
     training = TrainingSettings.from_table(table)
     seed = config["campaign"]["seed"]
+    token = run_token(group)
     system = prepare_map(group, table, structure)
     start = time.perf_counter()
-    with parsl_block(parsl_config) as dfk:
+    with parsl_block(parsl_config, record=group) as dfk:
         learner_label = "gpu" if has_gpu_executor(dfk.config) else "cpu"
         deadline = time.time() + 60.0 * training.minutes
         set_stage_info(group, "map_train", {"started": time.time(), "deadline": deadline,
                                             "minutes": training.minutes, "actors": training.actors})
         learner = parsl.python_app(learner_task, executors=[learner_label])(
-            str(store_path), training, deadline, seed, system.channels, max_updates)
+            str(store_path), training, deadline, seed, system.channels, max_updates, token)
         actor_app = parsl.python_app(actor_task, executors=["cpu"])
-        actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes)
+        actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes, token)
                   for i in range(training.actors)]
         if on_submitted is not None:
             on_submitted()
@@ -233,7 +240,7 @@ def run_map_evaluation(config: dict, group, store_path: str, parsl_config, *, po
                            summary_fields=SUMMARY_FIELDS, step_fields=STEP_FIELDS, frames=True)
     first = writer.count
     rows, barriers = [], []
-    with parsl_block(parsl_config):
+    with parsl_block(parsl_config, record=group):
         app = parsl.python_app(evaluation_task, executors=["cpu"])
         training = TrainingSettings.from_table(table)
         futures = [app(str(store_path), table, training, policy, weights, seed, first + k)
@@ -272,6 +279,7 @@ def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log:
     from pathlib import Path  # noqa: PLC0415
 
     from mapcvd.store import open_or_create_campaign, run_stage, stage_statuses  # noqa: PLC0415
+    from mapcvd.workflows.run_guard import claim_store  # noqa: PLC0415
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +287,8 @@ def run_map_experiment(config: dict, variants: dict[str, dict], out_dir, *, log:
     for label, overrides in variants.items():
         variant = {**config, "map": {**config["map"], **overrides}}
         path = out / f"{label}.zarr"
-        group, _ = open_or_create_campaign(path, config=variant, seeds={"campaign": config["campaign"]["seed"]})
+        open_or_create_campaign(path, config=variant, seeds={"campaign": config["campaign"]["seed"]})
+        group = claim_store(path)
         stores[label] = str(path)
         if stage_statuses(group).get("map_train") == "done":
             log(f"{label}: already trained ({path})")

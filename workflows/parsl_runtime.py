@@ -20,12 +20,12 @@ from parsl.config import Config
 from parsl.dataflow.dflow import DataFlowKernel
 from parsl.errors import NoDataFlowKernelError
 
-__all__ = ["parsl_block", "run_parsl"]
+__all__ = ["parsl_block", "pool_processes", "reap", "run_parsl"]
 
 logger = logging.getLogger(__name__)
 
 
-def _pool_processes(run_dir: str) -> list:
+def pool_processes(run_dir: str) -> list:
     """Find the worker pools of one Parsl run on this host, with their workers.
 
     Parameters
@@ -55,7 +55,7 @@ def _pool_processes(run_dir: str) -> list:
     return list(found.values())
 
 
-def _reap(procs: list, grace: float) -> None:
+def reap(procs: list, grace: float, *, grace_first: bool = True) -> None:
     """Wait for processes to exit; terminate, then kill, those that do not.
 
     Parameters
@@ -64,12 +64,15 @@ def _reap(procs: list, grace: float) -> None:
         Processes to end.
     grace : float
         Seconds to wait before each escalation.
+    grace_first : bool, optional
+        Wait ``grace`` before the first signal (processes that are ending by
+        themselves); False sends SIGTERM at once.
     """
     import psutil
 
     if not procs:
         return
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    _, alive = psutil.wait_procs(procs, timeout=grace if grace_first else 0)
     for sig in ("terminate", "kill"):
         if not alive:
             return
@@ -100,13 +103,28 @@ def _shutdown(dfk: DataFlowKernel, pools: list, grace: float) -> None:
             if parsl.dfk() is dfk:
                 parsl.clear()
         try:
-            _reap(pools + _pool_processes(dfk.run_dir), grace)
+            reap(pools + pool_processes(dfk.run_dir), grace)
         except Exception:  # noqa: BLE001 - never mask the original exception
             logger.exception("could not check for stray Parsl worker processes")
 
 
+def _record_processes(dfk: DataFlowKernel, group) -> None:
+    """Write the kernel's run directory and interchange processes into ``group``'s run record."""
+    from mapcvd.store.fence import note_parsl  # noqa: PLC0415
+
+    pids = []
+    for executor in dfk.executors.values():
+        proc = getattr(executor, "interchange_proc", None)
+        if proc is not None:
+            import psutil  # noqa: PLC0415
+
+            with contextlib.suppress(psutil.Error):
+                pids.append((proc.pid, psutil.Process(proc.pid).create_time()))
+    note_parsl(group, dfk.run_dir, pids)
+
+
 @contextlib.contextmanager
-def run_parsl(config: Config, *, grace: float = 5.0) -> Iterator[DataFlowKernel]:
+def run_parsl(config: Config, *, grace: float = 5.0, record=None) -> Iterator[DataFlowKernel]:
     """Load a Parsl configuration for the duration of a ``with`` block.
 
     Parameters
@@ -116,6 +134,10 @@ def run_parsl(config: Config, *, grace: float = 5.0) -> Iterator[DataFlowKernel]
     grace : float, optional
         Seconds that worker pools on this host get to exit after shutdown before they
         are terminated, then killed.
+    record : zarr.Group, optional
+        The campaign root of the run, opened with its run token: the kernel's run
+        directory and interchange PIDs are added to the run record, so that a later
+        run can end them if this one is killed (:mod:`mapcvd.workflows.run_guard`).
 
     Yields
     ------
@@ -139,19 +161,21 @@ def run_parsl(config: Config, *, grace: float = 5.0) -> Iterator[DataFlowKernel]
     dfk = parsl.load(config)
     pools: list = []
     try:
+        if record is not None:
+            _record_processes(dfk, record)
         yield dfk
         if config.exit_mode == "wait":
             dfk.wait_for_current_tasks()
     finally:
         with contextlib.suppress(Exception):
-            pools = _pool_processes(dfk.run_dir)
+            pools = pool_processes(dfk.run_dir)
         _shutdown(dfk, pools, grace)
 
 
 
 @contextlib.contextmanager
-def parsl_block(config: Config | None) -> Iterator[DataFlowKernel]:
-    """:func:`run_parsl` for ``config``; with ``None``, the DataFlowKernel already loaded.
+def parsl_block(config: Config | None, *, record=None) -> Iterator[DataFlowKernel]:
+    """:func:`run_parsl` for ``config`` (``record`` as there); with ``None``, the DataFlowKernel already loaded.
 
     Drivers take ``parsl_config=None`` to submit their apps inside a kernel that a
     caller loaded (the campaign runs several drivers inside one ``run_parsl`` block:
@@ -163,7 +187,7 @@ def parsl_block(config: Config | None) -> Iterator[DataFlowKernel]:
         ``config`` is None and no kernel is loaded.
     """
     if config is not None:
-        with run_parsl(config) as dfk:
+        with run_parsl(config, record=record) as dfk:
             yield dfk
         return
     try:

@@ -223,7 +223,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     settings = {"temperature_K": temperature_K, "distance_A": distance_A, "prominence_eV": prominence,
                 "top": top, "neb": dict(neb_settings), "min_length_A": min_length_A}
     start = time.perf_counter()
-    with parsl_block(parsl_config):
+    with parsl_block(parsl_config, record=group):
         cpu = ["cpu"]
         if baseline:
             _store_baseline(group, store_path, table, seed, parsl.python_app(baseline_task, executors=cpu), log)

@@ -7,13 +7,17 @@ registry and :func:`~mapcvd.workflows.sites.load_site`) and
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
 
-__all__ = ["CPU", "EXECUTOR_LABELS", "GPU", "POLL_MS", "SINGLE_THREAD_INIT", "build_config", "cores",
-           "interchange_cmd", "join_init"]
+__all__ = ["CPU", "EXECUTOR_LABELS", "GPU", "HEARTBEAT", "POLL_MS", "SINGLE_THREAD_INIT", "build_config", "cores",
+           "htex", "interchange_cmd", "join_init", "retry_lost_pool"]
+
+logger = logging.getLogger(__name__)
 
 #: The executor labels that workflows target: ``"cpu"`` on every site, ``"gpu"``
 #: where the site has one (see :func:`has_gpu_executor`).
@@ -27,6 +31,16 @@ SINGLE_THREAD_INIT = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_TH
 #: (benchmarks/campaign_overhead.py); mapcvd's tasks run seconds to hours, so 100 ms
 #: more latency per task costs nothing.
 POLL_MS = 100
+#: Lost worker pools a task survives (walltimes, cancelled blocks, lost nodes): it
+#: runs again on the next block each time (:func:`retry_lost_pool`), then fails.
+LOST_POOL_RETRIES = 10
+#: Heartbeats between worker pools and their interchange (seconds). A pool that hears
+#: nothing from its interchange for ``heartbeat_threshold`` ends itself and its
+#: workers; the interchange ends as soon as its driver is gone
+#: (:mod:`mapcvd.workflows.interchange_guard`). So the Parsl processes of a killed
+#: driver are gone within about 40 s instead of Parsl's default 120 s (or never, for
+#: the interchange).
+HEARTBEAT = dict(heartbeat_period=10, heartbeat_threshold=40)
 
 
 def cores() -> int:
@@ -34,21 +48,39 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def interchange_cmd() -> list[str] | None:
+def interchange_cmd() -> list[str]:
     """Return the command that starts the HighThroughputExecutor interchange.
 
     Parsl runs ``interchange.py`` from ``PATH`` by default, which fails when the
-    environment is used without being activated (``/path/to/venv/bin/mapcvd``).
-    Run the script of this interpreter's environment with this interpreter instead.
+    environment is used without being activated (``/path/to/venv/bin/mapcvd``), and
+    the interchange outlives a killed driver. Run it with this interpreter under
+    :mod:`mapcvd.workflows.interchange_guard`, which ends it when the driver is gone.
 
     Returns
     -------
-    list of str or None
-        ``[sys.executable, ".../bin/interchange.py"]``, or None (Parsl's default)
-        when the script is not next to the interpreter.
+    list of str
+        ``[sys.executable, "-m", "mapcvd.workflows.interchange_guard", SCRIPT]``, SCRIPT
+        being the ``interchange.py`` next to the interpreter, or the name alone (found
+        on ``PATH``) when there is none.
     """
     script = os.path.join(os.path.dirname(sys.executable), "interchange.py")
-    return [sys.executable, script] if os.path.isfile(script) else None
+    return [sys.executable, "-m", "mapcvd.workflows.interchange_guard",
+            script if os.path.isfile(script) else "interchange.py"]
+
+
+def htex(label: str, **options) -> HighThroughputExecutor:
+    """A HighThroughputExecutor with mapcvd's settings: :data:`POLL_MS`, :data:`HEARTBEAT`, :func:`interchange_cmd`.
+
+    Parameters
+    ----------
+    label : str
+        ``"cpu"`` or ``"gpu"``.
+    **options
+        Further arguments of :class:`~parsl.executors.HighThroughputExecutor`
+        (provider, address, workers ...).
+    """
+    return HighThroughputExecutor(label=label, poll_period=POLL_MS, interchange_launch_cmd=interchange_cmd(),
+                                  **HEARTBEAT, **options)
 
 
 def join_init(*parts: str | None) -> str:
@@ -87,4 +119,40 @@ def build_config(executors: list, run_dir: str | os.PathLike) -> Config:
         executors=executors,
         run_dir=os.path.abspath(os.fspath(run_dir)),
         usage_tracking=0,
+        retries=LOST_POOL_RETRIES,
+        retry_handler=retry_lost_pool,
     )
+
+
+def retry_lost_pool(exception: BaseException, task_record: dict) -> float:
+    """Parsl's retry handler of every site: run again a task that was lost with its worker pool.
+
+    A batch job that reaches its walltime, is cancelled (``scancel``, ``qdel``) or loses
+    its node takes its worker pool with it, and the pool's tasks fail with
+    ``ManagerLost``. Such a task is launched again, on the next block Parsl starts, up
+    to :data:`LOST_POOL_RETRIES` times. Every mapcvd app may run again: MAP actors
+    continue from their commit counters and episode numbers until the same deadline,
+    the learner from its checkpoint, and evaluation, NEB and reactive-MD apps only
+    return results that the driver writes. An error raised by the task itself is not
+    retried here (the reactive-MD runs have their own retries, ``cvd_learning.retries``).
+
+    Parameters
+    ----------
+    exception : BaseException
+        Why the try failed.
+    task_record : dict
+        Parsl's record of the task (``id``, ``func_name``, ``fail_count``).
+
+    Returns
+    -------
+    float
+        The cost of this failure: 1 for a lost pool, more than the retries otherwise.
+    """
+    from parsl.executors.high_throughput.errors import ManagerLost  # noqa: PLC0415
+
+    if isinstance(exception, ManagerLost):
+        logger.warning("task %s (%s) was lost with its worker pool (%s): running it again (try %d of at most %d)",
+                       task_record.get("id"), task_record.get("func_name"), exception,
+                       task_record.get("fail_count", 0) + 1, LOST_POOL_RETRIES + 1)
+        return 1.0
+    return float(LOST_POOL_RETRIES + 1)

@@ -70,21 +70,20 @@ from pathlib import Path
 from typing import Callable
 
 from parsl.config import Config
-from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
+from parsl.executors import ThreadPoolExecutor
 from parsl.providers import LocalProvider
 
 from mapcvd.errors import InputError, one_line
-from mapcvd.workflows.cluster_sites import pbs_config, slurm_config
+from mapcvd.workflows.cluster_sites import check_cluster_config, pbs_config, slurm_config
 from mapcvd.workflows.parsl_runtime import run_parsl
 from mapcvd.workflows.site_common import (
     CPU,
     EXECUTOR_LABELS,
     GPU,
-    POLL_MS,
     SINGLE_THREAD_INIT,
     build_config,
     cores,
-    interchange_cmd,
+    htex,
     join_init,
 )
 
@@ -180,10 +179,8 @@ def local_config(
     env_init = f'export PATH="{bin_dir}:$PATH"'
     workers = max_workers or cores()
     executors = [
-        HighThroughputExecutor(
-            poll_period=POLL_MS,
-            label=CPU,
-            interchange_launch_cmd=interchange_cmd(),
+        htex(
+            CPU,
             address="127.0.0.1",
             # more workers than cores share them (HTEX would otherwise start one per core only)
             cores_per_worker=1 if workers <= cores() else cores() / (workers + 0.5),
@@ -198,10 +195,8 @@ def local_config(
     ]
     if gpu:
         executors.append(
-            HighThroughputExecutor(
-                poll_period=POLL_MS,
-                label=GPU,
-                interchange_launch_cmd=interchange_cmd(),
+            htex(
+                GPU,
                 address="127.0.0.1",
                 cores_per_worker=1,
                 max_workers_per_node=1,
@@ -312,7 +307,7 @@ def _load_site_file(path: Path) -> Callable[..., Config]:
     return factory
 
 
-def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Config:
+def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, *, check: bool = True, **options) -> Config:
     """Build a fresh Parsl configuration for a site.
 
     Parameters
@@ -321,6 +316,11 @@ def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Conf
         A built-in site name (:func:`site_names`; the names win over files of the
         same name) or the path of a Python file that defines
         ``fresh_config(**options) -> parsl.config.Config``. Default ``"local"``.
+    check : bool, optional
+        Ask the batch scheduler whether what the configuration requests exists (the
+        partitions of Slurm blocks, :func:`~mapcvd.workflows.cluster_sites.check_cluster_config`),
+        so that a bad partition fails here, before any work. Default True; False only
+        builds the configuration (tests, or a machine without the scheduler).
     **options
         Keyword options passed to the factory (``run_dir``, ``gpu``, ``partition``,
         ...).
@@ -336,7 +336,8 @@ def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Conf
         Unknown name, missing file, a file without ``fresh_config``, an option the
         factory does not take, or a factory that fails or returns no ``Config``,
         or no executor labelled ``"cpu"``. The one-line message lists the known
-        site names.
+        site names. With ``check``: a Slurm partition that does not exist, or a
+        Slurm whose ``sinfo`` is missing or does not answer.
     """
     name = os.fspath(name_or_path)
     if name in SITES:
@@ -370,4 +371,6 @@ def load_site(name_or_path: str | os.PathLike = DEFAULT_SITE, **options) -> Conf
     labels = [getattr(ex, "label", None) for ex in config.executors]
     if CPU not in labels:
         raise InputError(f"{where} has no executor labelled 'cpu' (labels: {labels})")
+    if check:
+        check_cluster_config(config)
     return config

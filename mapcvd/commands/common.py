@@ -57,3 +57,25 @@ def refuse_changed_map_config(store_path, config: dict) -> None:
         return
     stored = config_from_stored(root.attrs.get("config", {}), sections=("campaign", "map"), where=str(store_path))
     refuse_changed_config(stored, config, str(store_path))
+
+
+def open_for_run(store_path, config: dict | None = None):
+    """Open the campaign store at ``store_path`` for a run of this command and take it (a new run token).
+
+    With ``config``, a missing store is created with it. The store is then claimed
+    (:func:`mapcvd.workflows.run_guard.claim_store`): a run of this host that still
+    holds it stops the command with one line; processes an earlier, killed run left
+    are ended; every write of this run is fenced by the new token.
+
+    Returns
+    -------
+    tuple of (zarr.Group, bool)
+        The root, read-write and fenced, and whether the store was created now.
+    """
+    from mapcvd.store import open_or_create_campaign  # noqa: PLC0415
+    from mapcvd.workflows.run_guard import claim_store  # noqa: PLC0415
+
+    created = False
+    if config is not None:
+        _, created = open_or_create_campaign(store_path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+    return claim_store(store_path), created

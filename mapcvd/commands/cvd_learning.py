@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mapcvd.commands.common import config_for, console, log
+from mapcvd.commands.common import config_for, console, log, open_for_run
 from mapcvd.cvd.learning_settings import LearningSettings
 from mapcvd.cvd.learning import no_2h
 from mapcvd.store.layout import NADE_WEIGHTS
@@ -143,15 +143,14 @@ def dataset_command(runs, store_path, site, config_file):
     Re-running continues: done runs are kept, pending and failed ones are run; a failed
     run is retried (cvd_learning.retries) and recorded with its message, never as data.
     """
-    from mapcvd.store import open_or_create_campaign, run_stage
+    from mapcvd.store import run_stage
     from mapcvd.workflows.cvd_dataset import run_dataset
 
     config = config_for(config_file, store_path)
     runs = runs or config["cvd_learning"]["runs"]
     rmd, species = _rmd_settings(config)
     site_name, parsl_config = _site(site, config, store_path)  # a bad site fails before any work
-    group, created = open_or_create_campaign(store_path, config=config,
-                                             seeds={"campaign": config["campaign"]["seed"]})
+    group, created = open_for_run(store_path, config)
     log(f"{'created' if created else 'continuing'} campaign store {store_path}; site '{site_name}', "
         f"{rmd['n_mo']}-Mo slab, {rmd['n_stages']} stages per run")
     start = time.perf_counter()
@@ -177,11 +176,11 @@ def nade_command(store_path, config_file, out_dir):
     from mapcvd.cvd import plots
     from mapcvd.cvd.learning import fit_nade
     from mapcvd.cvd.nade import PHASES
-    from mapcvd.store import open_campaign, run_stage
+    from mapcvd.store import run_stage
 
     config = config_for(config_file, store_path)
     learning = LearningSettings.from_config(config)
-    group = open_campaign(store_path, "r+")
+    group, _ = open_for_run(store_path)
     with _Bar("NADE epochs", learning.nade_epochs, every=max(1, learning.nade_epochs // 10)) as bar:
         fit = run_stage(group, "cvd_nade", lambda: fit_nade(
             group, config, log=log, progress=lambda e, tr, va: bar.update(e + 1, f"train {tr:.3f} val {va:.3f}")))
@@ -300,17 +299,14 @@ def agent_command(store_path, surrogate, updates, batch, as_json, config_file, o
     from mapcvd.cvd.learning import fit_agent
     from mapcvd.cvd.optimise import fit_optimum
     from mapcvd.cvd.surrogates import resolve_surrogate, surrogate_kind
-    from mapcvd.store import open_campaign, open_or_create_campaign, run_stage
+    from mapcvd.store import run_stage
 
     config = config_for(config_file, store_path)
     learning = LearningSettings.from_config(config)
     surrogate = surrogate or learning.surrogate
     total = updates or learning.agent_updates
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-        if surrogate_kind(surrogate) == "store":
-            group = open_campaign(store_path, "r+")
-        else:
-            group, _ = open_or_create_campaign(store_path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+        group, _ = open_for_run(store_path, None if surrogate_kind(surrogate) == "store" else config)
         with _Bar("REINFORCE updates", total, every=max(1, total // 10)) as bar:
             choice = resolve_surrogate(surrogate, group)
             fit = run_stage(group, choice.stage, lambda: fit_agent(
@@ -350,11 +346,11 @@ def validate_command(store_path, surrogate, top, site, config_file, out_dir):
     from mapcvd.cvd.learning import validation_plan
     from mapcvd.cvd.nade import PHASES
     from mapcvd.cvd.validation import ranges_from_dict, split_initial_s2
-    from mapcvd.store import open_campaign, run_stage
+    from mapcvd.store import run_stage
     from mapcvd.workflows.cvd_validate import validate_agent
 
     config = config_for(config_file, store_path)
-    group = open_campaign(store_path, "r+")
+    group, _ = open_for_run(store_path)
     plan = validation_plan(group, config, top, surrogate)  # bad --top or a missing agent fail before Parsl
     top = plan["top"]
     site_name, parsl_config = _site(site, config, store_path)

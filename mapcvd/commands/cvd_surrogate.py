@@ -44,12 +44,13 @@ def _choose(spec: str, store_path: Path | None, mode: str = "r", *, any_existing
     The group is opened when the surrogate is ``store``, and with ``any_existing`` also
     for the other surrogates when ``store_path`` exists (a bad store fails before any work).
     """
+    from mapcvd.commands.common import open_for_run
     from mapcvd.cvd.surrogates import resolve_surrogate, surrogate_kind
     from mapcvd.store import open_campaign
 
     group = None
     if store_path is not None and (surrogate_kind(spec) == "store" or (any_existing and store_path.exists())):
-        group = open_campaign(store_path, mode)
+        group = open_for_run(store_path)[0] if mode == "r+" else open_campaign(store_path, mode)
     return resolve_surrogate(spec, group), group
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mapcvd.commands.common import config_for, log, refuse_changed_map_config
+from mapcvd.commands.common import config_for, log, open_for_run, refuse_changed_map_config
 from mapcvd.errors import InputError
 
 
@@ -17,11 +17,9 @@ def _map_config(config_file: Path | None, store: Path | None, overrides: dict) -
 
 
 def _open_store(path: Path, config: dict, *, must_exist: bool = False):
-    from mapcvd.store import open_campaign, open_or_create_campaign  # noqa: PLC0415
-
     if must_exist:
-        return open_campaign(path, "r+")
-    group, created = open_or_create_campaign(path, config=config, seeds={"campaign": config["campaign"]["seed"]})
+        return open_for_run(path)[0]
+    group, created = open_for_run(path, config)
     log(f"{'created' if created else 'continuing'} campaign store {path}")
     return group
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mapcvd.commands.common import log
+from mapcvd.commands.common import log, open_for_run
 from mapcvd.errors import InputError
 
 
@@ -158,7 +158,7 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
     from mapcvd.workflows.map_training import map_site  # noqa: PLC0415
     from mapcvd.workflows.pathways import pathway_settings, run_pathways  # noqa: PLC0415
 
-    group = open_campaign(store_path, "r+")
+    group, _ = open_for_run(store_path)
     config = _map_config(None, store_path, {"campaign": {"site": site}})
     table = config["map"]
     top = table["paths_top"] if top is None else top

@@ -22,6 +22,7 @@ from mapcvd.store.stages import (
     set_stage_info,
     set_stage_status,
     stage_info,
+    stage_runs,
     stage_statuses,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "set_stage_info",
     "set_stage_status",
     "stage_info",
+    "stage_runs",
     "stage_statuses",
     "write_array_checkpoint",
 ]

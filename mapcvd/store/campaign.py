@@ -48,6 +48,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from mapcvd.errors import StoreError
+from mapcvd.store.fence import FencedStore
 from mapcvd.store.layout import CAMPAIGN_KIND
 
 __all__ = [
@@ -180,7 +181,7 @@ def create_campaign(
 
 
 def open_campaign(
-    path: str | Path, mode: str = "r+", *, kind: str = CAMPAIGN_KIND
+    path: str | Path, mode: str = "r+", *, kind: str = CAMPAIGN_KIND, token: int | None = None
 ) -> zarr.Group:
     """Open an existing campaign store and check what it is.
 
@@ -193,6 +194,10 @@ def open_campaign(
         reports: the store is opened with a read-only ``LocalStore``).
     kind : str, optional
         Expected value of the ``kind`` root attribute.
+    token : int, optional
+        Run token of the run that writes (:func:`mapcvd.store.fence.begin_run`): the
+        store is opened through a :class:`~mapcvd.store.fence.FencedStore`, whose
+        writes stop once a newer run holds the store. None: no fencing.
 
     Returns
     -------
@@ -211,9 +216,11 @@ def open_campaign(
     if not path.exists():
         raise StoreError(f"no campaign store at {path}: path does not exist")
     try:
-        group = zarr.open_group(
-            store=LocalStore(path, read_only=(mode == "r")), mode=mode, zarr_format=3
-        )
+        if token is not None and mode == "r+":
+            store = FencedStore(path, token=token)
+        else:
+            store = LocalStore(path, read_only=(mode == "r"))
+        group = zarr.open_group(store=store, mode=mode, zarr_format=3)
     except (OSError, zarr.errors.BaseZarrError) as exc:
         if isinstance(exc, zarr.errors.ContainsArrayError):
             found = "an array"

@@ -35,7 +35,7 @@ __all__ = [
     "REPLAY_PATH", "WEIGHTS_PATH",
     "AGENT_PREFIXES", "CAMPAIGN_KIND", "CVD_STAGES", "DATASET_PATH", "EPISODES_PARENT", "EPISODE_LOG_KIND",
     "EVALUATION_PARENT", "MAP_STAGES", "MAP_STRUCTURE_PATH", "NADE_RESULTS", "NADE_WEIGHTS", "PATHWAYS_KIND",
-    "PATHWAYS_PATH", "PATHWAY_KIND", "RUN_TABLE_KIND", "STAGES", "VALIDATION_PATH", "actor_episodes_path",
+    "PATHWAYS_PATH", "PATHWAY_KIND", "RUN_KIND", "RUN_PATH", "RUN_TABLE_KIND", "STAGES", "VALIDATION_PATH", "actor_episodes_path",
     "agent_paths", "agent_stage", "evaluation_path", "evaluation_stage", "optimum_path", "validation_path", "validation_stage",
     "STAGE_CHECKPOINT_KIND", "STAGE_CHECKPOINTS", "stage_checkpoint_path",
 ]
@@ -51,6 +51,11 @@ PATHWAYS_KIND = "mapcvd-pathways"
 PATHWAY_KIND = "mapcvd-pathway"
 RUN_TABLE_KIND = "mapcvd-cvd-runs"
 STAGE_CHECKPOINT_KIND = "mapcvd-stage-checkpoint"
+RUN_KIND = "mapcvd-run"
+
+#: The run record: which run holds the store (its token), written by that run's
+#: driver (:mod:`mapcvd.store.fence`).
+RUN_PATH = "run"
 
 # --------------------------------------------------------------------------- MAP
 MAP_STRUCTURE_PATH = "map/structure"

@@ -22,6 +22,7 @@ import zarr
 
 from mapcvd.errors import ConfigError, InputError, StoreError
 from mapcvd.store.campaign import _fresh_attrs, _require_writable
+from mapcvd.store.fence import run_token
 
 __all__ = [
     "STAGE_STATUSES",
@@ -31,6 +32,7 @@ __all__ = [
     "set_stage_info",
     "set_stage_status",
     "stage_info",
+    "stage_runs",
     "stage_statuses",
 ]
 
@@ -96,6 +98,7 @@ def run_stage(group: zarr.Group, stage: str, work: Callable[[], T], *,
     """
     before = stage_statuses(group).get(stage)
     set_stage_status(group, stage, "running")
+    _record_stage_run(group, stage)
     try:
         result = work()
     except KeyboardInterrupt:
@@ -110,6 +113,26 @@ def run_stage(group: zarr.Group, stage: str, work: Callable[[], T], *,
     incomplete = isinstance(result, dict) and result.get("complete") is False
     set_stage_status(group, stage, "failed" if incomplete else "done")
     return result
+
+
+def _record_stage_run(group: zarr.Group, stage: str) -> None:
+    """Record which run (its token, :mod:`mapcvd.store.fence`) last started ``stage``."""
+    token = run_token(group)
+    if token is None:
+        return
+    with _ROOT_ATTRS_LOCK:
+        runs = dict(_fresh_attrs(group).get("stage_runs", {}))
+        runs[stage] = token
+        group.attrs["stage_runs"] = runs
+
+
+def stage_runs(group: zarr.Group) -> dict[str, int]:
+    """The run token that last started each stage (stages run without a token are absent), read from disk.
+
+    A stage that reads ``running`` while the run named here is no longer the store's
+    (:func:`mapcvd.store.fence.read_run`) was left by a run that was killed.
+    """
+    return dict(_fresh_attrs(group).get("stage_runs", {}))
 
 
 def declare_stages(group: zarr.Group, stages: Iterable[str]) -> None:
