@@ -22,7 +22,7 @@ import time
 import parsl
 from parsl.app.python import PythonApp
 
-__all__ = ["check_site", "site_report", "square", "square_app", "square_with_pid", "worker_report"]
+__all__ = ["batch_job", "check_site", "site_report", "square", "square_app", "square_with_pid", "worker_report"]
 
 
 def square(x: float) -> float:
@@ -106,6 +106,22 @@ def check_site(dfk, x: float = 7, timeout: float = 120.0) -> dict[str, tuple[flo
     return results
 
 
+def batch_job() -> str | None:
+    """The batch job this process runs in, as its scheduler names it, or None outside one.
+
+    Returns
+    -------
+    str or None
+        ``"Slurm job 123 on node n1"`` or ``"PBS job 123.server"``.
+    """
+    if os.environ.get("SLURM_JOB_ID"):
+        node = os.environ.get("SLURMD_NODENAME")
+        return f"Slurm job {os.environ['SLURM_JOB_ID']}" + (f" on node {node}" if node else "")
+    if os.environ.get("PBS_JOBID"):
+        return f"PBS job {os.environ['PBS_JOBID']}"
+    return None
+
+
 def worker_report() -> dict:
     """What a worker sees: host, cores, LAMMPS and its packages, torch and its devices.
 
@@ -123,7 +139,7 @@ def worker_report() -> dict:
     finally:
         lmp.close()
     return {"host": platform.node(), "pid": os.getpid(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "lammps": lammps, "torch": torch.__version__,
+            "python": platform.python_version(), "lammps": lammps, "torch": torch.__version__, "batch_job": batch_job(),
             "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0}
 
 
