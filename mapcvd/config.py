@@ -187,6 +187,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 max=100_000),
         "exhaust_products": Key(bool, True, "take out all gas but the feed (S2, H2, H2S) at each stage start (flow reactor)"),
         "seed": Key(int, 0, "random seed of mapcvd cvd rmd (gas placement, velocities, removal)", min=0),
+        "ranks_per_run": Key(int, 1, "MPI ranks of each staged run of the dataset and validation (LAMMPS under "
+                             "mpiexec; 1: one serial LAMMPS per core, the most MD per core)", min=1, max=100_000),
     },
     # [cvd_learning]: the CVD dataset, NADE-CVD, REINFORCE agent and validation
     # (Rajak et al., npj Comput. Mater. 7, 108 (2021), doi:10.1038/s41524-021-00535-3)

@@ -91,14 +91,18 @@ def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | N
     """A fresh Parsl config for the campaign on ``site`` (:func:`~mapcvd.workflows.sites.workload_site`).
 
     On ``local`` ``"cpu"`` has one worker per actor plus ``cvd_workers`` (default: the
-    cores left after the actors and the learner, at least one) for the CVD runs,
-    evaluation and NEB apps; on a small machine this oversubscribes the cores, on purpose.
+    cores left after the actors and the learner, at least one, divided by
+    ``cvd.ranks_per_run``) for the CVD runs, evaluation and NEB apps; on a small machine
+    this oversubscribes the cores, on purpose. ``cvd.ranks_per_run`` above the cores of
+    a node of the site is refused in one line (:func:`~mapcvd.workflows.sites.check_ranks`).
     """
-    from mapcvd.workflows.sites import workload_site  # noqa: PLC0415
+    from mapcvd.workflows.sites import check_ranks, workload_site  # noqa: PLC0415
 
-    actors = config["map"]["actors"]
-    extra = cvd_workers if cvd_workers is not None else max(1, (os.cpu_count() or 1) - actors - 1)
-    return workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra))
+    actors, ranks = config["map"]["actors"], config["cvd"]["ranks_per_run"]
+    extra = cvd_workers if cvd_workers is not None else max(1, ((os.cpu_count() or 1) - actors - 1) // ranks)
+    parsl_config = workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra))
+    check_ranks(parsl_config, ranks)
+    return parsl_config
 
 
 class _Branch:

@@ -76,10 +76,21 @@ def run_rmd(schedule: np.ndarray, cvd_table: dict, seed: int, *, stages=None):
     -------
     mapcvd.cvd.rmd.RmdResult
         ``resumed_stages``: the stages taken from the checkpoint.
+
+    Notes
+    -----
+    With ``cvd_table["ranks_per_run"]`` R > 1 the run goes to R MPI ranks
+    (:func:`mapcvd.workflows.rmd_ranks.run_on_ranks`: ``mpiexec``, or Parsl's
+    ``$PARSL_MPI_PREFIX``), each running this function with one LAMMPS over all ranks.
     """
     from mapcvd.cvd.rmd import RmdSettings, StageState, run_key, run_schedule
     from mapcvd.errors import InputError
 
+    ranks = int(cvd_table.get("ranks_per_run", 1))
+    if ranks > 1:
+        from mapcvd.workflows.rmd_ranks import run_on_ranks
+
+        return run_on_ranks(schedule, cvd_table, seed, ranks, stages=stages)
     schedule = np.asarray(schedule, dtype=np.float64)
     settings = RmdSettings.from_config(cvd_table)
     if stages is None:

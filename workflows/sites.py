@@ -91,9 +91,11 @@ __all__ = [
     "DEFAULT_SITE",
     "EXECUTOR_LABELS",
     "SITES",
+    "check_ranks",
     "has_gpu_executor",
     "load_site",
     "local_config",
+    "node_cores",
     "pbs_config",
     "run_parsl",
     "site_names",
@@ -248,6 +250,38 @@ def workload_site(site: str, run_dir: str, *, actors: int, workers: int, gpu: bo
             raise InputError(f"the threads site runs one LAMMPS at a time: set {actors_hint} or use the local site")
         return load_site(site, run_dir=run_dir, gpu=True, max_threads=1)
     return load_site(site, run_dir=run_dir)
+
+
+def node_cores(config: Config) -> int | None:
+    """Cores of one node of the ``"cpu"`` executor of ``config``, or None when the site does not say.
+
+    This machine's cores for thread pools and local providers; ``cores_per_node`` of a
+    batch provider (Slurm, PBS) when the site file sets it.
+    """
+    from parsl.providers import LocalProvider  # noqa: PLC0415
+
+    for executor in config.executors:
+        if getattr(executor, "label", None) != CPU:
+            continue
+        provider = getattr(executor, "provider", None)
+        if provider is None or isinstance(provider, LocalProvider):
+            return cores()
+        return getattr(provider, "cores_per_node", None)
+    return None
+
+
+def check_ranks(config: Config, ranks: int, *, key: str = "cvd.ranks_per_run") -> None:
+    """Refuse, in one line, MPI runs of more ranks than one node of the site has cores.
+
+    Raises
+    ------
+    InputError
+        ``ranks`` is above :func:`node_cores` of ``config`` (unknown cores pass).
+    """
+    have = node_cores(config)
+    if have is not None and int(ranks) > have:
+        raise InputError(f"{key} = {int(ranks)} is more than the {have} cores of a node of this site: "
+                         f"set it to {have} or fewer")
 
 
 def has_gpu_executor(config: Config) -> bool:

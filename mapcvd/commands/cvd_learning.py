@@ -123,11 +123,17 @@ def _rmd_settings(config: dict) -> tuple[dict, tuple[str, ...]]:
 
 
 def _site(site: str | None, config: dict, store_path: Path):
-    from mapcvd.workflows.sites import load_site
+    """The site of a CVD reactive-MD command: on ``local``, one worker per ``cvd.ranks_per_run`` cores."""
+    from mapcvd.workflows.site_common import cores
+    from mapcvd.workflows.sites import check_ranks, load_site
 
     name = site or config["campaign"]["site"]
     run_dir = store_path.parent / (store_path.name + ".runinfo")
-    return name, load_site(name, run_dir=str(run_dir))
+    ranks = config["cvd"]["ranks_per_run"]
+    options = {"max_workers": max(1, cores() // ranks)} if name == "local" else {}
+    parsl_config = load_site(name, run_dir=str(run_dir), **options)
+    check_ranks(parsl_config, ranks)
+    return name, parsl_config
 
 
 # ----------------------------------------------------------------------- dataset

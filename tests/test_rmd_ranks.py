@@ -1,0 +1,78 @@
+"""A staged reactive-MD run on two MPI ranks (``[cvd] ranks_per_run``, issue 14).
+
+Real LAMMPS ReaxFF under the environment's ``mpiexec``: the 2-rank run must give the
+serial run's records (the same gas choices and phases; energies to round-off) and
+write its stage checkpoint from rank 0 only; a failure on the ranks comes back as one
+``MDError``; more ranks than a node's cores are refused before any work.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mapcvd.config import load_config
+from mapcvd.cvd.rmd import RmdSettings, run_key
+from mapcvd.errors import InputError, MDError
+from mapcvd.store import create_campaign
+from mapcvd.store.stage_checkpoints import StageCheckpoints
+from mapcvd.workflows.cvd_dataset import run_rmd
+from mapcvd.workflows.site_common import cores
+from mapcvd.workflows.sites import check_ranks, load_site
+
+CVD = {**load_config(None)["cvd"], "n_mo": 8, "n_stages": 2, "stage_ps": 0.01, "relax_iterations": 0}
+SCHEDULE = np.array([[1500.0, 4, 2, 2], [1800.0, 3, 3, 2]])
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return run_rmd(SCHEDULE, CVD, SEED)
+
+
+def test_two_ranks_give_the_serial_run_and_rank_0_writes_the_checkpoint(serial, tmp_path):
+    store = tmp_path / "c.zarr"
+    create_campaign(store, config={})
+    handle = StageCheckpoints(store, "cvd/dataset/checkpoints/row_000000")
+    ranks = run_rmd(SCHEDULE, {**CVD, "ranks_per_run": 2}, SEED, stages=handle)
+    np.testing.assert_array_equal(ranks.n_atoms, serial.n_atoms)
+    np.testing.assert_array_equal(ranks.gas_counts, serial.gas_counts)
+    np.testing.assert_array_equal(ranks.inserted, serial.inserted)
+    np.testing.assert_array_equal(ranks.fractions, serial.fractions)
+    np.testing.assert_allclose(ranks.energy_eV, serial.energy_eV, rtol=0, atol=1e-3)  # round-off of 2 domains
+    assert ranks.steps_per_stage == serial.steps_per_stage and ranks.frames == []
+    stored = handle.load(run_key(SCHEDULE, RmdSettings.from_config(CVD), SEED))
+    assert stored is not None and stored.stage == 2  # written by rank 0, read back whole
+    np.testing.assert_array_equal(stored.arrays["out_n_atoms"], serial.n_atoms)
+
+
+def test_a_failure_on_the_ranks_comes_back_as_one_md_error():
+    crowded = np.array([[1500.0, 400, 0, 0]])  # far more S2 than the 8-Mo box holds
+    with pytest.raises(MDError, match="on 2 ranks: stage 1/1"):
+        run_rmd(crowded, {**CVD, "n_stages": 1, "ranks_per_run": 2}, SEED)
+
+
+def test_more_ranks_than_a_node_has_cores_are_refused(tmp_path):
+    local = load_site("local", run_dir=str(tmp_path / "runinfo"))
+    check_ranks(local, cores())  # as many as the machine has: fine
+    with pytest.raises(InputError, match=f"cvd.ranks_per_run = {cores() + 1} is more than the {cores()} cores"):
+        check_ranks(local, cores() + 1)
+    cluster = load_site("slurm", run_dir=str(tmp_path / "runinfo"), check=False, cores_per_node=4)
+    with pytest.raises(InputError, match="ranks_per_run = 8 is more than the 4 cores"):
+        check_ranks(cluster, 8)
+    check_ranks(load_site("slurm", run_dir=str(tmp_path / "runinfo"), check=False), 64)  # cores unknown: passes
+
+
+def test_cvd_dataset_refuses_too_many_ranks_before_any_work(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[campaign]\nsite = 'local'\n[cvd]\nranks_per_run = {cores() + 1}\n")
+    store = tmp_path / "c.zarr"
+    done = subprocess.run([sys.executable, "-m", "mapcvd.cli", "cvd", "dataset", "--runs", "1", "--store", str(store),
+                           "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cvd.ranks_per_run" in lines[0] and "cores" in lines[0], done.stderr
+    assert not store.exists()
