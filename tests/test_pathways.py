@@ -78,6 +78,16 @@ def test_ranking_puts_barrier_free_first_and_unconverged_apart():
     assert [r["label"] for r in sorted(rows, key=rank_key)] == ["flat", "fast", "slow", "unconverged_fast"]
 
 
+def test_candidates_without_a_barrier_are_refined_first():
+    """``map paths --top K`` refines the K fastest candidates; one with no barrier is the fastest of all."""
+    from mapcvd.pathways.store import candidate_key
+
+    candidates = [("b_slow", 5.0, 2), ("a_fast", 0.5, 1), ("z_flat", 0.0, 0), ("c_flat", 0.0, 0)]
+    order = sorted(candidates, key=lambda c: candidate_key(c[1], c[2], c[0]))
+    assert [c[0] for c in order] == ["c_flat", "z_flat", "a_fast", "b_slow"]
+    assert candidate_key(float("inf"), 0, "x") < candidate_key(1e-9, 1, "x")  # whatever time a flat one carries
+
+
 # ------------------------------------------------------------------ end to end
 def _lj_system():
     a = 2 ** (1 / 6) * 2.5 * np.sqrt(2)

@@ -76,3 +76,46 @@ def test_cvd_dataset_refuses_too_many_ranks_before_any_work(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cvd.ranks_per_run" in lines[0] and "cores" in lines[0], done.stderr
     assert not store.exists()
+
+
+def _rank_processes(launchers: bool = False) -> list:
+    """The live rank processes of any multi-rank run on this host (with ``launchers``: their mpiexec too)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "name"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "mapcvd.workflows.rmd_ranks" not in cmdline or proc.status() == psutil.STATUS_ZOMBIE:
+            continue
+        if launchers or proc.info["name"].startswith("python"):
+            found.append(proc)
+    return found
+
+
+def test_a_killed_app_takes_its_ranks_with_it(tmp_path):
+    """SIGKILL of the process that runs the app (a lost worker): mpiexec and the ranks end too."""
+    import signal
+    import time
+
+    assert _rank_processes() == []
+    script = ("import numpy as np; from mapcvd.config import load_config; "
+              "from mapcvd.workflows.cvd_dataset import run_rmd; "
+              f"t = {{**load_config(None)['cvd'], 'n_mo': 8, 'n_stages': 1, 'stage_ps': 20.0, "
+              "'relax_iterations': 0, 'ranks_per_run': 2}; run_rmd(np.array([[1500.0, 4, 2, 2]]), t, 1)")
+    app = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while len(_rank_processes()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_rank_processes()) == 2, "the two ranks never started"
+        app.send_signal(signal.SIGKILL)
+        app.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while _rank_processes(launchers=True) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _rank_processes(launchers=True) == []
+    finally:
+        for proc in _rank_processes(launchers=True):
+            proc.kill()
+        if app.poll() is None:
+            app.kill()

@@ -38,6 +38,7 @@ from mapcvd.pathways.sources import EpisodeRef, candidate_episodes, episode_labe
 from mapcvd.pathways.store import (
     BASELINE_LOG,
     begin_pathway,
+    candidate_key,
     finish_pathway,
     pathway_status,
     rank_key,
@@ -241,9 +242,9 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
             _, raw_scaled = pathway_time(raw, length, temperature_K, distance_A)
             rows[label] = {"label": label, "ref": p["ref"], "energy": energy, "segments": segments,
                            "raw_barriers": raw, "length": length, "coordinate": p["coordinate"],
-                           "raw_scaled": raw_scaled if segments else math.inf}
+                           "raw_scaled": raw_scaled}
         learned = sorted((r for r in rows.values() if r["ref"].log != BASELINE_LOG),
-                         key=lambda r: (r["raw_scaled"], r["label"]))
+                         key=lambda r: candidate_key(r["raw_scaled"], len(r["segments"]), r["label"]))
         chosen = learned[:top] + ([rows["baseline"]] if baseline else [])
         log(f"pathways: {len(refs)} candidate episode(s); refining {len(chosen)} "
             f"({sum(len(r['segments']) for r in chosen)} segments) by piecewise NEB")

@@ -18,11 +18,9 @@ Parsl here: the app calls it.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,12 +49,12 @@ def launcher(ranks: int) -> list[str]:
     return [str(local) if local.is_file() else "mpiexec", "-launcher", "fork", "-n", str(int(ranks))]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGKILL ``mpiexec`` when the app's process dies (a killed worker)."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+#: Runs the rest of its command line after asking Linux to SIGKILL it when its parent
+#: (the app) dies (``PR_SET_PDEATHSIG``, kept across ``exec``), so that a killed worker
+#: takes its ``mpiexec`` with it; a shim instead of ``preexec_fn``, which is unsafe in a
+#: process with threads (Parsl workers, the campaign driver).
+_DIE_WITH_PARENT = [sys.executable, "-c", "import ctypes, os, signal, sys; "
+                    "ctypes.CDLL(None).prctl(1, signal.SIGKILL); os.execvp(sys.argv[1], sys.argv[1:])"]
 
 
 def run_on_ranks(schedule: np.ndarray, cvd_table: dict, seed: int, ranks: int, *, stages=None):
@@ -92,8 +90,8 @@ def run_on_ranks(schedule: np.ndarray, cvd_table: dict, seed: int, ranks: int, *
         env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV)}
         env["OMP_NUM_THREADS"] = "1"
         cmd = [*launcher(ranks), sys.executable, "-m", "mapcvd.workflows.rmd_ranks", str(run)]
-        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=_die_with_parent)
+        done = subprocess.run([*_DIE_WITH_PARENT, *cmd], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
         if (run / "error.json").is_file():
             error = json.loads((run / "error.json").read_text())
             kind = getattr(errors, error["type"], None)

@@ -139,6 +139,15 @@ def rank_key(row: dict) -> tuple:
     return (STATUS_ORDER.index(row["status"]), math.inf if seconds is None else seconds, row["label"])
 
 
+def candidate_key(raw_scaled_s: float, n_segments: int, label: str) -> tuple:
+    """Sort key of a candidate episode before NEB: its raw TST time (0 with no barrier), then its label.
+
+    A candidate with no barrier above the prominence is the fastest (nothing slows it)
+    and costs no band, so it is chosen first, as :func:`rank_key` ranks it first.
+    """
+    return (0.0 if n_segments == 0 else raw_scaled_s, label)
+
+
 def row_status(row: dict) -> str:
     """The class of a stored ranking row; rows written before ``status`` existed derive it."""
     if row.get("status"):
