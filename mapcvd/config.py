@@ -169,6 +169,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "paths_top": Key(int, 3, "episodes refined and ranked by 'map paths'", min=1, max=100_000),
         "eval_episodes": Key(int, 5, "episodes of 'map evaluate' and the campaign's evaluation", min=1,
                              max=100_000),
+        "ranks_per_actor": Key(int, 1, "MPI ranks of each MAP actor's LAMMPS (1: one serial LAMMPS per core)",
+                               min=1, max=100_000),
     },
     # [cvd]: the MoO3 slab and the staged reactive-MD runs (mapcvd cvd rmd)
     "cvd": {
@@ -352,7 +354,7 @@ CHANGEABLE_KEYS: dict[str, frozenset[str]] = {
     "campaign": frozenset({"site", "store"}),
     "map": frozenset({"minutes", "device", "learner_threads", "checkpoint_seconds", "publish_seconds",
                       "eval_episodes", "paths_top", "segment_prominence_eV", "tst_temperature_K",
-                      "tst_distance_nm"} | {k for k in SCHEMA["map"] if k.startswith("neb_")}),
+                      "tst_distance_nm", "ranks_per_actor"} | {k for k in SCHEMA["map"] if k.startswith("neb_")}),
 }
 
 

@@ -28,7 +28,7 @@ def test_every_map_cvd_and_learning_key_has_a_settings_field():
     # drivers' plain values; the campaign seed
     plain = {("map", k) for k in ("structure", "guided", "forcefield", "elements", "lammps_commands",
                                   "eval_episodes", "segment_prominence_eV", "tst_temperature_K", "tst_distance_nm",
-                                  "paths_top")} | {("cvd", "seed"), ("cvd", "ranks_per_run")}
+                                  "paths_top", "ranks_per_actor")} | {("cvd", "seed"), ("cvd", "ranks_per_run")}
     for section in ("map", "cvd", "cvd_learning"):
         missing = {k for k in SCHEMA[section] if (section, k) not in declared | plain}
         assert not missing, f"[{section}] keys without a settings field: {sorted(missing)}"

@@ -93,8 +93,9 @@ def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | N
     On ``local`` ``"cpu"`` has one worker per actor plus ``cvd_workers`` (default: the
     cores left after the actors and the learner, at least one, divided by
     ``cvd.ranks_per_run``) for the CVD runs, evaluation and NEB apps; on a small machine
-    this oversubscribes the cores, on purpose. ``cvd.ranks_per_run`` above the cores of
-    a node of the site is refused in one line (:func:`~mapcvd.workflows.sites.check_ranks`).
+    this oversubscribes the cores, on purpose. ``cvd.ranks_per_run`` or
+    ``map.ranks_per_actor`` above the cores of a node of the site is refused in one line
+    (:func:`~mapcvd.workflows.sites.check_ranks`).
     """
     from mapcvd.workflows.sites import check_ranks, workload_site  # noqa: PLC0415
 
@@ -102,6 +103,7 @@ def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | N
     extra = cvd_workers if cvd_workers is not None else max(1, ((os.cpu_count() or 1) - actors - 1) // ranks)
     parsl_config = workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra))
     check_ranks(parsl_config, ranks)
+    check_ranks(parsl_config, config["map"]["ranks_per_actor"], key="map.ranks_per_actor")
     return parsl_config
 
 

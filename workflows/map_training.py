@@ -40,6 +40,11 @@ def actor_task(store_path: str, table: dict, training, actor: int, deadline: flo
     from mapcvd.map.actor import run_actor  # noqa: PLC0415
     from mapcvd.store import open_campaign  # noqa: PLC0415
 
+    ranks = int(table.get("ranks_per_actor", 1))
+    if ranks > 1:  # one LAMMPS over R MPI ranks (mapcvd.workflows.actor_ranks)
+        from mapcvd.workflows.actor_ranks import run_actor_on_ranks  # noqa: PLC0415
+
+        return run_actor_on_ranks(store_path, table, actor, deadline, seed, max_episodes, token, ranks)
     root = open_campaign(store_path, "r+", token=token)
     return run_actor(root, stored_system(root, table), training, actor=actor, deadline=deadline, seed=seed,
                      max_episodes=max_episodes)
@@ -78,13 +83,16 @@ def stored_system(root, table: dict):
 
 
 # ------------------------------------------------------------------ driver
-def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True):
+def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True, ranks_per_actor: int = 1):
     """A fresh Parsl config for MAP on ``site``: a ``"cpu"`` worker per actor, at least one per core
-    (:func:`~mapcvd.workflows.sites.workload_site`)."""
-    from mapcvd.workflows.sites import workload_site  # noqa: PLC0415
+    (:func:`~mapcvd.workflows.sites.workload_site`); ``ranks_per_actor`` above the cores of a
+    node of the site is refused in one line."""
+    from mapcvd.workflows.sites import check_ranks, workload_site  # noqa: PLC0415
 
-    return workload_site(site, run_dir, actors=actors, workers=max(actors, os.cpu_count() or 1), gpu=gpu,
-                         actors_hint="--actors 1")
+    config = workload_site(site, run_dir, actors=actors, workers=max(actors, os.cpu_count() or 1), gpu=gpu,
+                           actors_hint="--actors 1")
+    check_ranks(config, ranks_per_actor, key="map.ranks_per_actor")
+    return config
 
 
 def prepare_map(group, table: dict, structure: str | None = None):

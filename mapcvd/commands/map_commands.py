@@ -51,7 +51,8 @@ def map_train(config_file, store_path, structure, site, actors, minutes, seed):
         read_structure(structure)
     check_map_table(table, atoms)  # bad potential, grid, replay size or guided atoms: before any work
     run_dir = store_path.parent / (store_path.name + ".runinfo")
-    parsl_config = map_site(config["campaign"]["site"], str(run_dir), table["actors"])
+    parsl_config = map_site(config["campaign"]["site"], str(run_dir), table["actors"],
+                            ranks_per_actor=table["ranks_per_actor"])
     group = _open_store(store_path, config)
     result = run_stage(group, "map_train", lambda: run_map_training(config, group, str(store_path), parsl_config,
                                                                      structure=structure, log=log))

@@ -98,7 +98,7 @@ class NStepEmitter:
 
 
 def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int, deadline: float, seed: int,
-              max_episodes: int | None = None) -> dict:
+              max_episodes: int | None = None, comm=None) -> dict:
     """Run epsilon-greedy episodes until ``deadline`` (``time.time()``), streaming to the store.
 
     Parameters
@@ -119,6 +119,12 @@ def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int
         actor id and episode number, the actor's random numbers and MD velocities.
     max_episodes
         Stop after this many episodes of this call (tests).
+    comm
+        The MPI communicator (``mpi4py.MPI.COMM_WORLD``) when the actor runs on several
+        ranks with one LAMMPS over them (:mod:`mapcvd.workflows.actor_ranks`): every
+        rank runs the environment, rank 0 alone holds the network, chooses the
+        actions, decides when to stop, pulls weights and writes the store, and the
+        others follow its broadcasts. ``root`` may be read-only on the other ranks.
 
     Returns
     -------
@@ -130,16 +136,25 @@ def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int
 
     torch.set_num_threads(1)
     start = time.perf_counter()
+    lead = comm is None or comm.rank == 0  # the rank that decides and writes
+
+    def share(value):
+        """Rank 0's ``value`` on every rank."""
+        return value if comm is None else comm.bcast(value, root=0)
+
     epsilon = actor_epsilon(actor, training.actors, training.epsilon_base, training.epsilon_alpha)
-    net = build_network(training, system.channels, seed)
-    net.eval()
-    writer = ActorWriter(root, actor)
+    net = build_network(training, system.channels, seed) if lead else None
+    if net is not None:
+        net.eval()
+    writer = ActorWriter(root, actor) if lead else None
     log = EpisodeWriter(root, actor_episodes_path(actor), n_atoms=len(system.atoms), summary_fields=SUMMARY_FIELDS,
-                        step_fields=STEP_FIELDS, frames=training.training_frames)
+                        step_fields=STEP_FIELDS, frames=training.training_frames) if lead else None
     version = -1
 
     def pull_weights() -> None:
         nonlocal version
+        if not lead:
+            return
         latest = latest_weights_version(root)
         if latest is not None and latest != version:
             loaded = read_weights(root)
@@ -156,21 +171,25 @@ def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int
     env = system.environment(seed=seed)
     emitter = NStepEmitter(training.n_step, training.gamma)
     pull_weights()
+    stop = deadline if comm is None else (lambda: share(time.time() >= deadline if lead else None))
     try:
-        while time.time() < deadline and (max_episodes is None or episodes < max_episodes):
-            episode = log.count
+        while share(time.time() < deadline and (max_episodes is None or episodes < max_episodes)):
+            episode = share(log.count if lead else None)
             rng = np.random.default_rng([seed, actor, episode])
             env.episode_seed = (seed * 7919 + actor * 104729 + episode) % (2**31 - 2) + 1
 
             def policy(state, rng=rng):
+                if not lead:
+                    return share(None), None
                 q = q_values(state)
-                if rng.random() < epsilon:
-                    return int(rng.integers(len(q))), q
-                return int(np.argmax(q)), q
+                action = int(rng.integers(len(q))) if rng.random() < epsilon else int(np.argmax(q))
+                return share(action), q
 
             def on_step(state, action, reward, next_state, done, next_q, info, episode=episode):
                 nonlocal actions, transitions
                 actions += 1
+                if not lead:
+                    return
                 rows = emitter.push(action, reward, next_state, next_q, info["energy"],
                                     env.records[-1].guided)
                 if rows is not None:
@@ -180,7 +199,12 @@ def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int
                 if actions % training.weights_every == 0:
                     pull_weights()
 
-            result = play_episode(env, policy, deadline=deadline, on_start=emitter.start, on_step=on_step)
+            result = play_episode(env, policy, deadline=stop, on_start=emitter.start if lead else None,
+                                  on_step=on_step)
+            episodes += 1
+            progress.append(result.progress)
+            if not lead:
+                continue
             final_q = None
             if result.truncated and env.engine is not None and emitter.q and emitter.q[-1] is None:
                 final_q = q_values(emitter.states[-1])
@@ -193,15 +217,14 @@ def run_actor(root, system: MapSystem, training: TrainingSettings, *, actor: int
             summary, steps, frames = log_rows(env, result, episode=episode, epsilon=epsilon,
                                               weights_version=max(version, 0))
             log.append(summary, steps, frames if training.training_frames else None)
-            episodes += 1
-            progress.append(result.progress)
             log.set_status({"episodes": log.count, "actions": actions, "epsilon": epsilon,
                             "last_progress_A": result.progress, "last_return": summary["return"],
                             "actions_per_s": actions / max(time.perf_counter() - start, 1e-9),
                             "weights_version": version, "failures": len(env.failures), "time": time.time()})
     finally:
         env.close()
-        writer.flush()
+        if writer is not None:
+            writer.flush()
     return {"actor": actor, "episodes": episodes, "actions": actions, "transitions": transitions,
             "failures": len(env.failures), "epsilon": epsilon,
             "mean_progress_A": float(np.mean(progress)) if progress else 0.0,

@@ -67,7 +67,7 @@ class EpisodeResult:
     start_time: float = 0.0
 
 
-def play_episode(env: MapEnvironment, policy: Policy, *, deadline: float | None = None,
+def play_episode(env: MapEnvironment, policy: Policy, *, deadline: float | Callable[[], bool] | None = None,
                  on_start: Callable[[np.ndarray, np.ndarray | None], None] | None = None,
                  on_step: StepHook | None = None) -> EpisodeResult:
     """Play one episode of ``env`` with ``policy``.
@@ -79,7 +79,9 @@ def play_episode(env: MapEnvironment, policy: Policy, *, deadline: float | None 
     policy
         Chooses the action in a state; may return the Q-values it used.
     deadline
-        ``time.time()`` after which no new action starts (the episode is then cut).
+        ``time.time()`` after which no new action starts (the episode is then cut), or a
+        function asked before each action that says whether to stop (an actor on
+        several MPI ranks asks rank 0, so that all ranks stop at the same action).
     on_start
         Called with the first state and its Q-values.
     on_step
@@ -93,7 +95,7 @@ def play_episode(env: MapEnvironment, policy: Policy, *, deadline: float | None 
     if on_start is not None:
         on_start(state, q)
     while True:
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and (deadline() if callable(deadline) else time.time() >= deadline):
             result.truncated = True
             break
         next_state, reward, done, info = env.step(action)
