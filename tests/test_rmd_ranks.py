@@ -119,3 +119,13 @@ def test_a_killed_app_takes_its_ranks_with_it(tmp_path):
             proc.kill()
         if app.poll() is None:
             app.kill()
+
+
+def test_the_launcher_is_parsls_prefix_when_it_gives_one(monkeypatch):
+    from mapcvd.workflows.mpi_runs import launcher
+
+    monkeypatch.delenv("PARSL_MPI_PREFIX", raising=False)
+    own = launcher(3)
+    assert own[-4:] == ["-launcher", "fork", "-n", "3"] and own[0].endswith("mpiexec")
+    monkeypatch.setenv("PARSL_MPI_PREFIX", "mpiexec -n 4 -ppn 4 -hosts n1")
+    assert launcher(3) == ["mpiexec", "-n", "4", "-ppn", "4", "-hosts", "n1"]  # Parsl's resource spec decides

@@ -80,7 +80,10 @@ def spmd(module: str, spec: dict, ranks: int, *, what: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mapcvd-ranks-") as name:
         folder = Path(name)
         (folder / RUN_FILE).write_text(json.dumps(spec))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV)}
+        # Parsl's prefix names the job's nodes and relies on the job's environment; our own
+        # mpiexec must not see an enclosing job's, or it would spread the ranks over it
+        keep = bool(os.environ.get("PARSL_MPI_PREFIX"))
+        env = {k: v for k, v in os.environ.items() if keep or not k.startswith(_FOREIGN_ENV)}
         env["OMP_NUM_THREADS"] = "1"
         cmd = [*launcher(ranks), sys.executable, "-m", module, str(folder)]
         done = subprocess.run([*_DIE_WITH_PARENT, *cmd], env=env, stdout=subprocess.DEVNULL,
