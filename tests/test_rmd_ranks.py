@@ -100,7 +100,7 @@ def test_a_killed_app_takes_its_ranks_with_it(tmp_path):
     assert _rank_processes() == []
     script = ("import numpy as np; from mapcvd.config import load_config; "
               "from mapcvd.workflows.cvd_dataset import run_rmd; "
-              f"t = {{**load_config(None)['cvd'], 'n_mo': 8, 'n_stages': 1, 'stage_ps': 20.0, "
+              "t = {**load_config(None)['cvd'], 'n_mo': 8, 'n_stages': 1, 'stage_ps': 20.0, "
               "'relax_iterations': 0, 'ranks_per_run': 2}; run_rmd(np.array([[1500.0, 4, 2, 2]]), t, 1)")
     app = subprocess.Popen([sys.executable, "-c", script])
     try:
