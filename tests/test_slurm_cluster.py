@@ -379,3 +379,45 @@ def test_scancel_of_the_cpu_block_mid_training_then_resume_loses_and_repeats_not
     assert state() == first  # nothing run or written again
     all_done(store, workdir)
     assert_nothing_left(workdir)
+
+
+# ------------------------------------------------------------- MPI apps through Parsl
+
+
+@pytest.mark.timeout(600)
+def test_multi_rank_runs_go_to_parsls_mpi_executor(workdir):
+    """``mpi_nodes=1``: reactive-MD runs and a MAP actor of 2 ranks go to the ``mpi`` block (MPIExecutor)."""
+    from mapcvd.workflows.sites import load_site, rank_placement
+
+    site = workdir / "mpi_site.py"
+    site.write_text("import runpy\n"
+                    f"_base = runpy.run_path({str(SITE)!r})\n"
+                    "def fresh_config(**options):\n"
+                    "    return _base['fresh_config'](**{'mpi_nodes': 1, 'gpu': False, **options})\n")
+    config = load_site(str(site))
+    assert [ex.label for ex in config.executors] == ["cpu", "mpi"]
+    assert rank_placement(config, 1) == (["cpu"], {})
+    assert rank_placement(config, 2)[0] == ["mpi"]
+    toml = workdir / "cvd.toml"
+    toml.write_text(_toml({"campaign": {"seed": 5},
+                           "cvd": {**TINY["cvd"], "ranks_per_run": 2},
+                           "cvd_learning": {**TINY["cvd_learning"], "runs": 2}}))
+    store = workdir / "c.zarr"
+    result = mapcvd("cvd", "dataset", "--store", store, "--site", site, "--config", toml, cwd=workdir, timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert RunTable.open(open_campaign(store, "r"), DATASET_PATH).counts()["done"] == 2
+    ran = launches(workdir / "c.zarr.runinfo")
+    assert {executor for _, executor in ran["rmd_app"]} == {"mpi"} and len(ran["rmd_app"]) == 2
+    # the MPIExecutor's own batch job (MPI mode sets $PARSL_MPI_PREFIX for each task, which the
+    # runs' launcher takes: tests/test_rmd_ranks.py)
+    assert list((workdir / "c.zarr.runinfo").glob("*/submit_scripts/parsl.mpi.block-0.*.stdout"))
+    # a MAP actor of 2 ranks goes there too; the learner stays on "cpu" (this site has no "gpu")
+    train = workdir / "map.toml"
+    train.write_text(_toml({"campaign": {"seed": 5}, "map": {**TINY["map"], "minutes": 1.0, "ranks_per_actor": 2}}))
+    maps = workdir / "m.zarr"
+    result = mapcvd("map", "train", train, "--store", maps, "--site", site, cwd=workdir, timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    ran = launches(workdir / "m.zarr.runinfo")
+    assert ran["actor_task"] == [(0, "mpi")] and ran["learner_task"] == [(0, "cpu")]
+    assert len(EpisodeLog(open_campaign(maps, "r"), actor_episodes_path(0))) >= 1, result.stdout[-2000:]
+    assert_nothing_left(workdir)

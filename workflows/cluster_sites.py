@@ -20,11 +20,11 @@ import shutil
 import subprocess
 
 from parsl.config import Config
-from parsl.launchers import MpiExecLauncher, SrunLauncher
+from parsl.launchers import MpiExecLauncher, SimpleLauncher, SrunLauncher
 from parsl.providers import PBSProProvider, SlurmProvider
 
 from mapcvd.errors import InputError
-from mapcvd.workflows.site_common import CPU, GPU, SINGLE_THREAD_INIT, build_config, htex, join_init
+from mapcvd.workflows.site_common import CPU, GPU, SINGLE_THREAD_INIT, build_config, htex, join_init, mpi_executor
 
 __all__ = ["check_cluster_config", "check_slurm_partitions", "cluster_executors", "pbs_config", "slurm_config",
            "slurm_partitions"]
@@ -96,6 +96,7 @@ def slurm_config(
     gpus_per_node: int = 1,
     gpu_cores_per_node: int | None = None,
     gpu_walltime: str | None = None,
+    mpi_nodes: int = 0,
     address: str | None = None,
     run_dir: str | os.PathLike = "runinfo",
 ) -> Config:
@@ -134,6 +135,13 @@ def slurm_config(
         Slurm's default for one task.
     gpu_walltime : str, optional
         Walltime of the GPU block. Default: ``walltime``.
+    mpi_nodes : int, optional
+        With N > 0, add the executor ``"mpi"`` (Parsl's MPIExecutor): a block of N
+        exclusive nodes in ``partition``, requested only when a multi-rank app waits,
+        running one such app per node at a time; reactive-MD runs and MAP actors of
+        more than one rank (``cvd.ranks_per_run``, ``map.ranks_per_actor``) go there,
+        with Parsl's ``$PARSL_MPI_PREFIX``. Default 0: none, and multi-rank apps start
+        their own ``mpiexec`` on a ``"cpu"`` worker's node.
     address : str, optional
         Address of this (submitting) host that compute nodes can reach. Default:
         Parsl tries all addresses of this host.
@@ -146,7 +154,7 @@ def slurm_config(
         ``"cpu"``: HighThroughputExecutor, SlurmProvider with SrunLauncher, exclusive
         nodes, one worker per core. ``"gpu"``: HighThroughputExecutor with
         ``available_accelerators=gpus_per_node``, one node, requested only when a GPU
-        task is waiting (``init_blocks=0``).
+        task is waiting (``init_blocks=0``). ``"mpi"`` with ``mpi_nodes``.
 
     Notes
     -----
@@ -183,6 +191,12 @@ def slurm_config(
             **common,
         )
     executors = cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
+    if mpi_nodes > 0:
+        mpi_provider = SlurmProvider(partition=partition, walltime=walltime, nodes_per_block=int(mpi_nodes),
+                                     init_blocks=0, min_blocks=0, max_blocks=1, cores_per_node=cores_per_node,
+                                     exclusive=True, worker_init=join_init(worker_init, SINGLE_THREAD_INIT),
+                                     launcher=SimpleLauncher(), **common)
+        executors.append(mpi_executor(mpi_provider, address=address, workers=int(mpi_nodes)))
     return build_config(executors, run_dir)
 
 

@@ -119,14 +119,16 @@ def takes_stages(run_fn: RunFn) -> bool:
 
 
 @timed_app
-def rmd_app(run_fn: RunFn, schedule: np.ndarray, cvd_table: dict, seed: int, stages=None) -> dict:
+def rmd_app(run_fn: RunFn, schedule: np.ndarray, cvd_table: dict, seed: int, stages=None,
+            parsl_resource_specification: dict | None = None) -> dict:
     """App body: one staged run through ``run_fn``; returns its result as plain arrays.
 
     The frames (positions per stage) stay in the worker: the table stores fractions,
     conditions and timings only. An exception of ``run_fn`` propagates to the driver,
     which records it. ``stages``, the row's
     :class:`~mapcvd.store.stage_checkpoints.StageCheckpoints`, is passed on to
-    ``run_fn`` when given.
+    ``run_fn`` when given. ``parsl_resource_specification`` is Parsl's (the ranks of a
+    run on the ``"mpi"`` executor, :func:`~mapcvd.workflows.sites.rank_placement`).
     """
     result = run_fn(schedule, cvd_table, seed) if stages is None else run_fn(schedule, cvd_table, seed, stages=stages)
     if dataclasses.is_dataclass(result):
@@ -145,6 +147,7 @@ def run_rows(
     retries: int = 1,
     run_fn: RunFn | None = None,
     progress: Progress | None = None,
+    ranks: int = 1,
 ) -> dict:
     """Run the planned schedules of ``rows`` of ``table``, one Parsl app each.
 
@@ -171,6 +174,11 @@ def run_rows(
         :class:`~mapcvd.store.stage_checkpoints.StageCheckpoints` (the store's path
         and this process's run token), and the driver deletes that checkpoint once
         the row is recorded done.
+    ranks : int
+        MPI ranks of each run (``cvd.ranks_per_run``; not part of the run's settings, so
+        a run may continue its stage checkpoint on another number of ranks): more than
+        one goes to the ``"mpi"`` executor where the site has one
+        (:func:`~mapcvd.workflows.sites.rank_placement`), and :func:`run_rmd` starts them.
     progress : callable(event) or None
         Called once all apps are submitted (``event`` "start") and after each finished
         attempt with ``{"row", "event"`` ("done", "failed" or "retry"), ``"message",
@@ -195,6 +203,7 @@ def run_rows(
 
     import parsl
     from mapcvd.workflows.parsl_runtime import parsl_block
+    from mapcvd.workflows.sites import rank_placement
     from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
 
     from mapcvd.cvd.validation import md_seed
@@ -212,9 +221,10 @@ def run_rows(
     schedules = table.read("schedule", rows)
     prior = dict(zip(rows, table.read("attempts", rows).tolist()))
     S, k = table.n_stages, table.n_species
-    app = parsl.python_app(rmd_app, executors=["cpu"])
-
-    with parsl_block(parsl_config, record=table.group):
+    with parsl_block(parsl_config, record=table.group) as dfk:
+        executors, placement = rank_placement(dfk.config, ranks)
+        app = parsl.python_app(rmd_app, executors=executors)
+        app_table = {**cvd_table, "ranks_per_run": int(ranks)}
         futures: dict = {}
 
         def stages(row: int):
@@ -223,7 +233,7 @@ def run_rows(
         def submit(i: int, tries: int, attempt: int) -> None:
             row = rows[i]
             s = md_seed(seed, salt, row, attempt)
-            futures[app(run_fn, schedules[i], cvd_table, s, stages(row))] = (i, tries, attempt, s)
+            futures[app(run_fn, schedules[i], app_table, s, stages(row), **placement)] = (i, tries, attempt, s)
 
         for i in range(len(rows)):
             submit(i, 0, prior[rows[i]])
@@ -369,7 +379,7 @@ def run_dataset(
            if table.n_runs > runs else ""))
     summary = run_rows(table, todo, parsl_config, cvd_table=attrs["cvd"], seed=attrs["seed"],
                        salt=DATASET_SALT, retries=config["cvd_learning"]["retries"],
-                       run_fn=run_fn, progress=progress)
+                       run_fn=run_fn, progress=progress, ranks=config["cvd"].get("ranks_per_run", 1))
     counts = table.counts()
     complete = bool(np.all(table.status()[:runs] == STATUS["done"]))
     summary.update(counts=counts, submitted=len(todo), created=created, complete=complete)

@@ -39,6 +39,7 @@ def run_validation(
     run_fn: RunFn | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
+    ranks: int = 1,
 ):
     """Run reactive MD on ``schedules`` (K, S, 4) into ``cvd/validation``.
 
@@ -65,6 +66,8 @@ def run_validation(
         ``cvd/validation_paper`` for the one on the paper's).
     species, retries, run_fn, progress, log
         As in :func:`mapcvd.workflows.cvd_dataset.run_dataset`.
+    ranks : int
+        MPI ranks of each run (:func:`~mapcvd.workflows.cvd_dataset.run_rows`).
 
     Returns
     -------
@@ -106,7 +109,7 @@ def run_validation(
     todo = np.flatnonzero(status != STATUS["done"])
     log(f"validation: {K - len(todo)} of {K} schedules already run, {len(todo)} to run")
     summary = run_rows(table, todo, parsl_config, cvd_table=table.attrs["cvd"], seed=table.attrs["seed"],
-                       salt=VALIDATION_SALT, retries=retries, run_fn=run_fn, progress=progress)
+                       salt=VALIDATION_SALT, retries=retries, run_fn=run_fn, progress=progress, ranks=ranks)
     complete = bool(np.all(table.status()[:K] == STATUS["done"]))
     summary.update(counts=table.counts(), submitted=len(todo), complete=complete)
     return table, summary
@@ -150,6 +153,6 @@ def validate_agent(group, parsl_config, *, config: dict, top: int | None = None,
         group, parsl_config, schedules=plan["md_schedules"], top=plan["top"], nade_mean=plan["mean"],
         nade_std=plan["std"], agent_version=plan["agent_version"], dataset_attrs=plan["dataset"].attrs,
         species=plan["species"], path=plan["table_path"], retries=config["cvd_learning"]["retries"], run_fn=run_fn,
-        progress=progress, log=log)
+        progress=progress, log=log, ranks=config["cvd"].get("ranks_per_run", 1))
     return {"plan": plan, "table": table, "summary": summary, "report": validation_report(table, plan),
             "complete": summary["complete"]}

@@ -29,7 +29,8 @@ from mapcvd.timing import timed_app
 # ----------------------------------------------------------------- the apps
 @timed_app
 def actor_task(store_path: str, table: dict, training, actor: int, deadline: float, seed: int,
-               max_episodes: int | None = None, token: int | None = None) -> dict:
+               max_episodes: int | None = None, token: int | None = None,
+               parsl_resource_specification: dict | None = None) -> dict:
     """Parsl app body: one actor until ``deadline`` (see :func:`mapcvd.map.actor.run_actor`).
 
     ``table`` is the ``[map]`` table of the system (structure, potential, environment),
@@ -169,7 +170,7 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
     """
     import parsl  # noqa: PLC0415
     from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
-    from mapcvd.workflows.sites import has_gpu_executor  # noqa: PLC0415
+    from mapcvd.workflows.sites import has_gpu_executor, rank_placement  # noqa: PLC0415
 
     from mapcvd.map.progress import describe_snapshot, training_snapshot  # noqa: PLC0415
     from mapcvd.map.training_settings import TrainingSettings  # noqa: PLC0415
@@ -189,8 +190,9 @@ def run_map_training(config: dict, group, store_path: str, parsl_config, *, stru
                                             "minutes": training.minutes, "actors": training.actors})
         learner = parsl.python_app(learner_task, executors=[learner_label])(
             str(store_path), training, deadline, seed, system.channels, max_updates, token)
-        actor_app = parsl.python_app(actor_task, executors=["cpu"])
-        actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes, token)
+        executors, placement = rank_placement(dfk.config, table.get("ranks_per_actor", 1))
+        actor_app = parsl.python_app(actor_task, executors=executors)
+        actors = [actor_app(str(store_path), table, training, i, deadline, seed, max_episodes, token, **placement)
                   for i in range(training.actors)]
         if on_submitted is not None:
             on_submitted()

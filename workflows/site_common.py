@@ -12,10 +12,10 @@ import os
 import sys
 
 from parsl.config import Config
-from parsl.executors import HighThroughputExecutor
+from parsl.executors import HighThroughputExecutor, MPIExecutor
 
-__all__ = ["CPU", "EXECUTOR_LABELS", "GPU", "HEARTBEAT", "POLL_MS", "SINGLE_THREAD_INIT", "build_config", "cores",
-           "htex", "interchange_cmd", "join_init", "retry_lost_pool"]
+__all__ = ["CPU", "EXECUTOR_LABELS", "GPU", "HEARTBEAT", "MPI", "POLL_MS", "SINGLE_THREAD_INIT", "build_config",
+           "cores", "htex", "interchange_cmd", "join_init", "mpi_executor", "retry_lost_pool"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 #: where the site has one (see :func:`has_gpu_executor`).
 EXECUTOR_LABELS: tuple[str, str] = ("cpu", "gpu")
 CPU, GPU = EXECUTOR_LABELS
+#: The executor of apps that run on several MPI ranks, where a cluster site has one.
+MPI = "mpi"
 
 #: Shell lines run before every ``"cpu"`` worker pool: one thread per worker.
 SINGLE_THREAD_INIT = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
@@ -66,6 +68,24 @@ def interchange_cmd() -> list[str]:
     script = os.path.join(os.path.dirname(sys.executable), "interchange.py")
     return [sys.executable, "-m", "mapcvd.workflows.interchange_guard",
             script if os.path.isfile(script) else "interchange.py"]
+
+
+def mpi_executor(provider, *, address: str | None, workers: int) -> MPIExecutor:
+    """The ``"mpi"`` executor: Parsl's MPIExecutor, for apps of several MPI ranks (:data:`MPI`).
+
+    Each of its ``workers`` runs one multi-rank app at a time on a node of its block;
+    such an app is submitted with a ``parsl_resource_specification`` (``num_nodes``,
+    ``ranks_per_node``, ``num_ranks``) and finds ``$PARSL_MPI_PREFIX`` (``mpiexec -n R
+    -ppn R -hosts NODE``) in its environment (:func:`mapcvd.workflows.mpi_runs.launcher`).
+    Parsl's MPI mode reads the node list of a batch job (Slurm, PBS), so it serves the
+    cluster sites only. The provider must use Parsl's SimpleLauncher.
+    """
+    executor = MPIExecutor(label=MPI, provider=provider, address=address, max_workers_per_block=int(workers),
+                           mpi_launcher="mpiexec", poll_period=POLL_MS, **HEARTBEAT)
+    # MPIExecutor's signature types this as a string, which Popen would take as a program name;
+    # HighThroughputExecutor, which runs it, takes the list
+    executor.interchange_launch_cmd = interchange_cmd()
+    return executor
 
 
 def htex(label: str, **options) -> HighThroughputExecutor:

@@ -80,6 +80,7 @@ from mapcvd.workflows.site_common import (
     CPU,
     EXECUTOR_LABELS,
     GPU,
+    MPI,
     SINGLE_THREAD_INIT,
     build_config,
     cores,
@@ -97,6 +98,7 @@ __all__ = [
     "local_config",
     "node_cores",
     "pbs_config",
+    "rank_placement",
     "run_parsl",
     "site_names",
     "slurm_config",
@@ -282,6 +284,24 @@ def check_ranks(config: Config, ranks: int, *, key: str = "cvd.ranks_per_run") -
     if have is not None and int(ranks) > have:
         raise InputError(f"{key} = {int(ranks)} is more than the {have} cores of a node of this site: "
                          f"set it to {have} or fewer")
+
+
+def rank_placement(config: Config, ranks: int) -> tuple[list[str], dict]:
+    """Where an app of ``ranks`` MPI ranks goes, and the keywords it is called with.
+
+    Returns
+    -------
+    executors : list of str
+        ``["mpi"]`` for more than one rank on a site that has that executor (a cluster
+        site with ``mpi_nodes``), else ``["cpu"]`` (the app then starts its own
+        ``mpiexec`` on its worker's node).
+    kwargs : dict
+        ``parsl_resource_specification`` (one node, ``ranks`` ranks) for ``"mpi"``, else empty.
+    """
+    if int(ranks) > 1 and any(getattr(ex, "label", None) == MPI for ex in config.executors):
+        spec = {"num_nodes": 1, "ranks_per_node": int(ranks), "num_ranks": int(ranks)}
+        return [MPI], {"parsl_resource_specification": spec}
+    return [CPU], {}
 
 
 def has_gpu_executor(config: Config) -> bool:
