@@ -129,3 +129,34 @@ def test_the_launcher_is_parsls_prefix_when_it_gives_one(monkeypatch):
     assert own[-4:] == ["-launcher", "fork", "-n", "3"] and own[0].endswith("mpiexec")
     monkeypatch.setenv("PARSL_MPI_PREFIX", "mpiexec -n 4 -ppn 4 -hosts n1")
     assert launcher(3) == ["mpiexec", "-n", "4", "-ppn", "4", "-hosts", "n1"]  # Parsl's resource spec decides
+
+
+def test_the_dataset_hands_its_runs_the_configured_ranks(tmp_path, monkeypatch):
+    """``cvd.ranks_per_run`` reaches each run of ``run_dataset`` (not kept in the table's stored settings)."""
+    import mapcvd.workflows.rmd_ranks as rmd_ranks
+    from mapcvd.config import validate
+    from mapcvd.cvd.learning import rmd_settings
+    from mapcvd.store import open_campaign
+    from mapcvd.store.cvd_dataset import RunTable
+    from mapcvd.store.layout import DATASET_PATH
+    from mapcvd.workflows.cvd_dataset import run_dataset
+
+    calls = []
+    real = rmd_ranks.run_on_ranks
+
+    def spy(schedule, cvd_table, seed, ranks, **kwargs):
+        calls.append(ranks)
+        return real(schedule, cvd_table, seed, ranks, **kwargs)
+
+    monkeypatch.setattr(rmd_ranks, "run_on_ranks", spy)
+    config = validate({"campaign": {"seed": 2}, "cvd": {**{k: CVD[k] for k in ("n_mo", "n_stages", "stage_ps",
+                                                                              "relax_iterations")},
+                                                        "ranks_per_run": 2},
+                       "cvd_learning": {"runs": 1, "retries": 0}})
+    store = tmp_path / "c.zarr"
+    group = create_campaign(store, config=config)
+    rmd, species = rmd_settings(config)
+    summary = run_dataset(group, load_site("threads", run_dir=str(tmp_path / "runinfo")), config=config, runs=1,
+                          rmd=rmd, species=species, log=lambda line: None)
+    assert summary["complete"] and calls == [2]  # the one run went to 2 ranks
+    assert RunTable.open(open_campaign(store, "r"), DATASET_PATH).counts()["done"] == 1
