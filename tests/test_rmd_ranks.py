@@ -160,3 +160,27 @@ def test_the_dataset_hands_its_runs_the_configured_ranks(tmp_path, monkeypatch):
                           rmd=rmd, species=species, log=lambda line: None)
     assert summary["complete"] and calls == [2]  # the one run went to 2 ranks
     assert RunTable.open(open_campaign(store, "r"), DATASET_PATH).counts()["done"] == 1
+
+
+@pytest.mark.timeout(600)
+def test_on_the_local_site_multi_rank_runs_go_to_parsls_mpi_executor(tmp_path):
+    """``cvd dataset`` with 2 ranks per run on ``local``: the run goes to the ``mpi`` executor (MPIExecutor)."""
+    from test_slurm_cluster import launches
+
+    from mapcvd.store import open_campaign
+    from mapcvd.store.cvd_dataset import RunTable
+    from mapcvd.store.layout import DATASET_PATH
+    from mapcvd.workflows.sites import rank_placement
+
+    config = load_site("local", run_dir=str(tmp_path / "probe"), mpi=True)
+    executors, kwargs = rank_placement(config, 2)
+    assert executors == ["mpi"] and kwargs["parsl_resource_specification"]["launcher_options"] == "-launcher fork"
+    cfg = tmp_path / "c.toml"
+    keys = "\n".join(f"{k} = {CVD[k]!r}" for k in ("n_mo", "n_stages", "stage_ps", "relax_iterations"))
+    cfg.write_text(f"[campaign]\nsite = 'local'\n[cvd]\n{keys}\nranks_per_run = 2\n[cvd_learning]\nretries = 0\n")
+    store = tmp_path / "c.zarr"
+    done = subprocess.run([sys.executable, "-m", "mapcvd.cli", "cvd", "dataset", "--runs", "1", "--store", str(store),
+                           "--config", str(cfg)], capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert RunTable.open(open_campaign(store, "r"), DATASET_PATH).counts()["done"] == 1
+    assert launches(tmp_path / "c.zarr.runinfo")["rmd_app"] == [(0, "mpi")]

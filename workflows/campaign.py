@@ -101,7 +101,8 @@ def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | N
 
     actors, ranks = config["map"]["actors"], config["cvd"]["ranks_per_run"]
     extra = cvd_workers if cvd_workers is not None else max(1, ((os.cpu_count() or 1) - actors - 1) // ranks)
-    parsl_config = workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra))
+    parsl_config = workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra),
+                                 mpi=max(ranks, config["map"]["ranks_per_actor"]) > 1)
     check_ranks(parsl_config, ranks)
     check_ranks(parsl_config, config["map"]["ranks_per_actor"], key="map.ranks_per_actor")
     return parsl_config

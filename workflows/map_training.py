@@ -91,7 +91,7 @@ def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True, ranks_pe
     from mapcvd.workflows.sites import check_ranks, workload_site  # noqa: PLC0415
 
     config = workload_site(site, run_dir, actors=actors, workers=max(actors, os.cpu_count() or 1), gpu=gpu,
-                           actors_hint="--actors 1")
+                           actors_hint="--actors 1", mpi=ranks_per_actor > 1)
     check_ranks(config, ranks_per_actor, key="map.ranks_per_actor")
     return config
 

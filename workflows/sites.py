@@ -65,12 +65,14 @@ import importlib.util
 import inspect
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Callable
 
 from parsl.config import Config
 from parsl.executors import ThreadPoolExecutor
+from parsl.launchers import SimpleLauncher
 from parsl.providers import LocalProvider
 
 from mapcvd.errors import InputError, one_line
@@ -86,6 +88,7 @@ from mapcvd.workflows.site_common import (
     cores,
     htex,
     join_init,
+    mpi_executor,
 )
 
 __all__ = [
@@ -148,6 +151,7 @@ def local_config(
     gpu: bool = False,
     max_workers: int | None = None,
     worker_init: str = "",
+    mpi: bool = False,
 ) -> Config:
     """Return the configuration for this machine (the default site).
 
@@ -164,12 +168,18 @@ def local_config(
         the cores share them (``cores_per_worker`` below 1).
     worker_init : str, optional
         Shell lines run before the worker pools start.
+    mpi : bool, optional
+        Add the executor ``"mpi"`` (Parsl's MPIExecutor) for apps of several MPI ranks:
+        one at a time, on this machine. Parsl's MPI mode takes its nodes from a batch
+        job's node list; here that is a node file naming this host, given to the pool
+        as ``PBS_NODEFILE``, and the ranks start with hydra's fork launcher
+        (:func:`rank_placement`).
 
     Returns
     -------
     parsl.config.Config
-        A HighThroughputExecutor ``"cpu"`` (and ``"gpu"``) on a LocalProvider that
-        listens on 127.0.0.1 only.
+        A HighThroughputExecutor ``"cpu"`` (and ``"gpu"``, ``"mpi"``) on a
+        LocalProvider that listens on 127.0.0.1 only.
 
     Notes
     -----
@@ -212,6 +222,14 @@ def local_config(
                 ),
             )
         )
+    if mpi:
+        nodefile = Path(os.path.abspath(os.fspath(run_dir))) / "mpi_nodefile"
+        nodefile.parent.mkdir(parents=True, exist_ok=True)
+        nodefile.write_text(socket.gethostname() + "\n")
+        provider = LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1, launcher=SimpleLauncher(),
+                                 worker_init=join_init(env_init, worker_init, SINGLE_THREAD_INIT,
+                                                       f'export PBS_NODEFILE="{nodefile}"'))
+        executors.append(mpi_executor(provider, address="127.0.0.1", workers=1))
     return build_config(executors, run_dir)
 
 
@@ -235,7 +253,7 @@ def site_names() -> list[str]:
 
 
 def workload_site(site: str, run_dir: str, *, actors: int, workers: int, gpu: bool = True,
-                  actors_hint: str = "map.actors = 1") -> Config:
+                  actors_hint: str = "map.actors = 1", mpi: bool = False) -> Config:
     """A fresh Parsl config for ``actors`` MAP actors (and other apps) on ``site``.
 
     On the built-in ``local`` site the learner gets its own executor (``"gpu"``, one
@@ -243,10 +261,12 @@ def workload_site(site: str, run_dir: str, *, actors: int, workers: int, gpu: bo
     ``"cpu"`` has ``workers`` workers (callers ask for at least one per actor; more than
     the cores oversubscribes them, on purpose on a small machine). ``threads`` runs one
     app at a time (LAMMPS instances must not share a process) and refuses more than one
-    actor, naming ``actors_hint`` as the fix. Other sites are used as they are.
+    actor, naming ``actors_hint`` as the fix. With ``mpi`` (apps of several MPI ranks
+    to run), ``local`` also gets the executor ``"mpi"`` (:func:`local_config`). Other
+    sites are used as they are.
     """
     if site == "local":
-        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(int(workers), int(actors), 1))
+        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(int(workers), int(actors), 1), mpi=mpi)
     if site == "threads":
         if actors > 1:
             raise InputError(f"the threads site runs one LAMMPS at a time: set {actors_hint} or use the local site")
@@ -298,8 +318,11 @@ def rank_placement(config: Config, ranks: int) -> tuple[list[str], dict]:
     kwargs : dict
         ``parsl_resource_specification`` (one node, ``ranks`` ranks) for ``"mpi"``, else empty.
     """
-    if int(ranks) > 1 and any(getattr(ex, "label", None) == MPI for ex in config.executors):
+    mpi = [ex for ex in config.executors if getattr(ex, "label", None) == MPI]
+    if int(ranks) > 1 and mpi:
         spec = {"num_nodes": 1, "ranks_per_node": int(ranks), "num_ranks": int(ranks)}
+        if isinstance(mpi[0].provider, LocalProvider):  # this machine: no remote shell to start ranks with
+            spec["launcher_options"] = "-launcher fork"
         return [MPI], {"parsl_resource_specification": spec}
     return [CPU], {}
 

@@ -130,7 +130,7 @@ def _site(site: str | None, config: dict, store_path: Path):
     name = site or config["campaign"]["site"]
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     ranks = config["cvd"]["ranks_per_run"]
-    options = {"max_workers": max(1, cores() // ranks)} if name == "local" else {}
+    options = {"max_workers": max(1, cores() // ranks), "mpi": ranks > 1} if name == "local" else {}
     parsl_config = load_site(name, run_dir=str(run_dir), **options)
     check_ranks(parsl_config, ranks)
     return name, parsl_config
