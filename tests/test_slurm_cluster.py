@@ -175,6 +175,15 @@ def mapcvd(*args, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def site_with(path: Path, **defaults) -> Path:
+    """A site file at ``path``: the local cluster's, with ``defaults`` (JSON values) in front of its own."""
+    path.write_text("import runpy\n"
+                    f"_base = runpy.run_path({str(SITE)!r})\n"
+                    "def fresh_config(**options):\n"
+                    f"    return _base['fresh_config'](**{{**{defaults!r}, **options}})\n")
+    return path
+
+
 def campaign_toml(folder: Path, **map_keys) -> Path:
     """The tiny campaign of tests/test_campaign_graph.py, its MAP table updated with ``map_keys``."""
     table = {**TINY, "campaign": {k: v for k, v in TINY["campaign"].items() if k != "site"},
@@ -225,11 +234,7 @@ def test_partition_check_against_the_cluster(slurm_cluster):
 
 @pytest.mark.timeout(300)
 def test_bad_partition_is_one_line_before_any_work(workdir):
-    site = workdir / "bad_site.py"
-    site.write_text("import runpy\n"
-                    f"_base = runpy.run_path({str(SITE)!r})\n"
-                    "def fresh_config(**options):\n"
-                    "    return _base['fresh_config'](**{'partition': 'nope', **options})\n")
+    site = site_with(workdir / "bad_site.py", partition="nope")
     config = campaign_toml(workdir)
     for args in (("campaign", "run", config, "--site", site, "--store", workdir / "c.zarr", "--no-dashboard"),
                  ("info", "--site", site)):
@@ -389,11 +394,7 @@ def test_multi_rank_runs_go_to_parsls_mpi_executor(workdir):
     """``mpi_nodes=1``: reactive-MD runs and a MAP actor of 2 ranks go to the ``mpi`` block (MPIExecutor)."""
     from mapcvd.workflows.sites import load_site, rank_placement
 
-    site = workdir / "mpi_site.py"
-    site.write_text("import runpy\n"
-                    f"_base = runpy.run_path({str(SITE)!r})\n"
-                    "def fresh_config(**options):\n"
-                    "    return _base['fresh_config'](**{'mpi_nodes': 1, 'gpu': False, **options})\n")
+    site = site_with(workdir / "mpi_site.py", mpi_nodes=1, gpu=False)
     config = load_site(str(site))
     assert [ex.label for ex in config.executors] == ["cpu", "mpi"]
     assert rank_placement(config, 1) == (["cpu"], {})
