@@ -110,14 +110,14 @@ def _shutdown(dfk: DataFlowKernel, pools: list, grace: float) -> None:
 
 def _record_processes(dfk: DataFlowKernel, group) -> None:
     """Write the kernel's run directory and interchange processes into ``group``'s run record."""
+    import psutil  # noqa: PLC0415
+
     from mapcvd.store.fence import note_parsl  # noqa: PLC0415
 
     pids = []
     for executor in dfk.executors.values():
         proc = getattr(executor, "interchange_proc", None)
         if proc is not None:
-            import psutil  # noqa: PLC0415
-
             with contextlib.suppress(psutil.Error):
                 pids.append((proc.pid, psutil.Process(proc.pid).create_time()))
     note_parsl(group, dfk.run_dir, pids)

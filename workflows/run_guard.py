@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mapcvd.errors import InputError
 from mapcvd.store.campaign import open_campaign
-from mapcvd.store.fence import SETTLE_SECONDS, begin_run, read_run, same_process
+from mapcvd.store.fence import SETTLE_SECONDS, begin_run, driver_alive, read_run, same_process
 from mapcvd.workflows.parsl_runtime import pool_processes, reap
 
 __all__ = ["claim_store", "earlier_run_processes"]
@@ -88,18 +88,15 @@ def claim_store(path: str | os.PathLike, *, settle: float = SETTLE_SECONDS):
     """
     open_campaign(path, "r")  # a one-line error for a path that is not a store
     record = read_run(path)
-    here = socket.gethostname()
-    if record is not None and record.get("host") == here and int(record.get("pid", -1)) != os.getpid():
-        driver = same_process(record["pid"], record.get("pid_started", 0.0))
-        if driver is not None:
-            since = datetime.fromtimestamp(float(record["started"])).strftime("%Y-%m-%d %H:%M:%S")
-            raise InputError(
-                f"another mapcvd run (PID {driver.pid}, started {since}) is writing {path}: "
-                "let it finish or stop it first"
-            )
+    if record is not None and int(record.get("pid", -1)) != os.getpid() and driver_alive(record):
+        since = datetime.fromtimestamp(float(record["started"])).strftime("%Y-%m-%d %H:%M:%S")
+        raise InputError(
+            f"another mapcvd run (PID {record['pid']}, started {since}) is writing {path}: "
+            "let it finish or stop it first"
+        )
     token = begin_run(path)
     if record is not None:
-        if record.get("host") == here:
+        if record.get("host") == socket.gethostname():
             left = earlier_run_processes(record)
             if left:
                 logger.warning("ending %d process(es) left by run %s of %s", len(left), record["token"], path)
