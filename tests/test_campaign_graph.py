@@ -269,3 +269,15 @@ def _wait_for(predicate, store, timeout=120.0, what=""):
         except Exception:  # noqa: BLE001 - the store may be caught mid-write: look again
             continue
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_campaign_on_local_gets_the_mpi_executor_for_multi_rank_apps(tmp_path):
+    """``neb_driver = "lammps"`` (a band of one rank per image) or ranks above 1 add ``local``'s ``mpi`` executor."""
+    def executors(**map_keys):
+        config = validate({"map": {"actors": 1, **map_keys}})
+        return [ex.label for ex in campaign_site("local", str(tmp_path / "ri"), config).executors]
+
+    assert "mpi" not in executors()
+    assert "mpi" not in executors(neb_driver="ase", neb_images=6)
+    assert "mpi" in executors(neb_driver="lammps", neb_images=2)
+    assert "mpi" in executors(ranks_per_actor=2)

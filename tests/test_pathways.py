@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -98,10 +99,10 @@ def _lj_system():
     return atoms, table
 
 
-def _make_lj_store(path, site: str):
-    """A store with one evaluation episode (mostly +x, some sideways moves) of the LJ system."""
+def _make_lj_store(path, site: str, **keys):
+    """A store with one evaluation episode (mostly +x, some sideways moves) of the LJ system (``[map]`` ``keys`` on top)."""
     atoms, table = _lj_system()
-    config = validate({"campaign": {"site": site, "seed": 5}, "map": table})
+    config = validate({"campaign": {"site": site, "seed": 5}, "map": {**table, **keys}})
     root = create_campaign(path, config=config)
     system = build_system(config["map"], atoms)
     write_atoms(root, "map/structure", atoms, attrs={"source": "test", "guided": system.guided.tolist()})
@@ -270,6 +271,22 @@ def test_map_paths_with_worker_processes(tmp_path):
     root = open_campaign(path, "r")
     _check_refined_below_raw(root, "greedy_e0000", RAW_MAX_TOLERANCE_EV)
     assert printed["ranking"][0]["n_segments"] >= 2 and printed["ranking"][0]["converged"]
+
+
+@pytest.mark.heavy
+def test_lammps_neb_bands_run_on_parsls_mpi_executor_of_the_local_site(tmp_path):
+    """``neb_driver = "lammps"``: each segment's band (one rank per image) is an app of the ``mpi`` executor
+    (Parsl's MPIExecutor), its ranks started by ``$PARSL_MPI_PREFIX``; the band still relaxes below the raw maxima."""
+    from test_slurm_cluster import launches
+
+    path = tmp_path / "lj.zarr"
+    _make_lj_store(path, "local", neb_driver="lammps", neb_images=3)
+    printed = _map_paths(path, tmp_path / "report", "--prominence", 0.3, "--no-baseline")
+    [row] = printed["ranking"]
+    assert row["n_segments"] >= 2
+    assert launches(Path(f"{path}.runinfo"))["segment_task"] == [(0, "mpi")] * row["n_segments"]
+    data = _check_refined_below_raw(open_campaign(path, "r"), "greedy_e0000", RAW_MAX_TOLERANCE_EV)
+    assert all(seg["attrs"]["driver"] == "lammps" for seg in data["segments_data"])
 
 
 TINY_REAXFF = """

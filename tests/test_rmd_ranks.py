@@ -122,7 +122,7 @@ def test_a_killed_app_takes_its_ranks_with_it(tmp_path):
 
 
 def test_the_launcher_is_parsls_prefix_when_it_gives_one(monkeypatch):
-    from mapcvd.workflows.mpi_runs import launcher
+    from mapcvd.md.mpi_launch import launcher
 
     monkeypatch.delenv("PARSL_MPI_PREFIX", raising=False)
     own = launcher(3)

@@ -405,3 +405,63 @@ def test_stray_worker_pools_are_ended(tmp_path):
         for proc in (stray, other):
             proc.kill()
             proc.wait()
+
+
+# --- the "mpi" executor (Parsl's MPIExecutor) ----------------------------------------
+
+
+def test_pbs_site_with_mpi_nodes_submits_one_job_of_those_nodes(tmp_path, monkeypatch):
+    """``pbs`` with ``mpi_nodes=2``: an MPIExecutor whose block is one PBS job of 2 whole nodes, its pool
+    started once (SimpleLauncher), on demand; multi-rank apps go there. No PBS here: the ``qsub`` call is caught."""
+    from parsl.executors import MPIExecutor
+    from parsl.launchers import SimpleLauncher
+
+    from mapcvd.workflows.sites import rank_placement
+
+    config = load_site("pbs", partition="workq", account="PRJ", cores_per_node=16, gpu=False, mpi_nodes=2,
+                       select_options="mem=200gb", worker_init="source /venv/bin/activate", run_dir=tmp_path)
+    assert labels(config) == ["cpu", "mpi"]
+    mpi = executor(config, "mpi")
+    assert isinstance(mpi, MPIExecutor) and isinstance(mpi.provider, PBSProProvider)
+    assert isinstance(mpi.provider.launcher, SimpleLauncher)
+    assert (mpi.provider.nodes_per_block, mpi.provider.init_blocks, mpi.provider.max_blocks) == (2, 0, 1)
+    assert mpi.max_workers_per_block == 2  # one multi-rank app per node at a time
+    assert rank_placement(config, 1) == (["cpu"], {})
+    executors, kwargs = rank_placement(config, 6)
+    assert executors == ["mpi"]
+    assert kwargs["parsl_resource_specification"] == {"num_nodes": 1, "ranks_per_node": 6, "num_ranks": 6}
+    calls = []
+    monkeypatch.setattr(mpi.provider, "execute_wait", lambda cmd, *a, **k: calls.append(cmd) or (0, "7.pbs", ""))
+    mpi.provider.script_dir = str(tmp_path)
+    assert mpi.provider.submit("process_worker_pool.py --x", 1, "mpi-block") == "7.pbs"
+    [script] = [p.read_text() for p in tmp_path.iterdir() if p.name.startswith("mpi-block.")
+                and not p.name.endswith((".stdout", ".stderr"))]
+    assert "#PBS -l select=2:ncpus=16:mem=200gb" in script
+    assert "source /venv/bin/activate" in script and "OMP_NUM_THREADS=1" in script
+    assert "mpiexec" not in script  # SimpleLauncher: one pool on the first node, which reads $PBS_NODEFILE
+    assert len(calls) == 1 and calls[0].startswith("qsub") and "-q workq" in calls[0] and "-A PRJ" in calls[0]
+    assert "mpi" not in labels(load_site("pbs", cores_per_node=16, gpu=False, run_dir=tmp_path))
+
+
+def test_local_mpi_executor_runs_as_many_apps_as_fit_the_cores(tmp_path, monkeypatch):
+    """``local_config(mpi=N)`` lists this host N times in the pool's node file; ``local_mpi_slots`` sizes N."""
+    import socket
+
+    from mapcvd.workflows import sites
+
+    monkeypatch.setattr(sites, "cores", lambda: 8)
+    assert [sites.local_mpi_slots(r) for r in (1, 2, 3, 8, 10)] == [0, 4, 2, 1, 1]
+    config = load_site("local", run_dir=str(tmp_path / "run"), mpi=3)
+    mpi = executor(config, "mpi")
+    assert mpi.max_workers_per_block == 3
+    nodefile = tmp_path / "run" / "mpi_nodefile"
+    assert nodefile.read_text().split() == [socket.gethostname()] * 3
+    assert f'PBS_NODEFILE="{nodefile}"' in mpi.provider.worker_init
+    assert labels(load_site("local", run_dir=str(tmp_path / "run2"))) == ["cpu"]
+
+
+def test_lammps_neb_bands_ask_for_one_rank_per_image():
+    from mapcvd.pathways.neb import NebSettings
+
+    assert NebSettings(images=4, driver="lammps").ranks == 6
+    assert NebSettings(images=4, driver="ase").ranks == 1

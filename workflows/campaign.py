@@ -97,12 +97,14 @@ def campaign_site(site: str, run_dir: str, config: dict, *, cvd_workers: int | N
     ``map.ranks_per_actor`` above the cores of a node of the site is refused in one line
     (:func:`~mapcvd.workflows.sites.check_ranks`).
     """
+    from mapcvd.pathways.neb import neb_from_map  # noqa: PLC0415
     from mapcvd.workflows.sites import check_ranks, workload_site  # noqa: PLC0415
 
     actors, ranks = config["map"]["actors"], config["cvd"]["ranks_per_run"]
     extra = cvd_workers if cvd_workers is not None else max(1, ((os.cpu_count() or 1) - actors - 1) // ranks)
+    band_ranks = neb_from_map(config["map"]).ranks
     parsl_config = workload_site(site, run_dir, actors=actors, workers=actors + max(1, extra),
-                                 mpi=max(ranks, config["map"]["ranks_per_actor"]) > 1)
+                                 mpi_ranks=max(ranks, config["map"]["ranks_per_actor"], band_ranks))
     check_ranks(parsl_config, ranks)
     check_ranks(parsl_config, config["map"]["ranks_per_actor"], key="map.ranks_per_actor")
     return parsl_config

@@ -218,6 +218,7 @@ def pbs_config(
     gpus_per_node: int = 1,
     gpu_cores_per_node: int | None = None,
     gpu_walltime: str | None = None,
+    mpi_nodes: int = 0,
     address: str | None = None,
     run_dir: str | os.PathLike = "runinfo",
 ) -> Config:
@@ -268,6 +269,13 @@ def pbs_config(
         ``ncpus`` of the GPU block. Default: ``cores_per_node``, else 1.
     gpu_walltime : str, optional
         Walltime of the GPU block. Default: ``walltime``.
+    mpi_nodes : int, optional
+        With N > 0, add the executor ``"mpi"`` (Parsl's MPIExecutor) as in
+        :func:`slurm_config`: a block of N nodes of ``partition`` (``select=N:ncpus=C``
+        with ``select_options``; its worker pool starts on the first node with Parsl's
+        SimpleLauncher and reads the nodes from ``$PBS_NODEFILE``), requested only when a
+        multi-rank app waits, one such app per node at a time. Not yet run against a
+        real PBS. Default 0: none.
     address : str, optional
         Address of this host that compute nodes can reach. Default: Parsl tries all
         addresses of this host.
@@ -280,7 +288,7 @@ def pbs_config(
         ``"cpu"``: HighThroughputExecutor, PBSProProvider with MpiExecLauncher, one
         worker per core. ``"gpu"``: HighThroughputExecutor with
         ``available_accelerators=gpus_per_node``, one node, requested only when a GPU
-        task is waiting (``init_blocks=0``).
+        task is waiting (``init_blocks=0``). ``"mpi"`` with ``mpi_nodes``.
     """
     if cores_per_node is None:
         logger.warning("pbs site without cores_per_node: each node is requested with ncpus=1")
@@ -313,6 +321,13 @@ def pbs_config(
             **common,
         )
     executors = cluster_executors(cpu_provider, gpu_provider, address, cores_per_node, gpus_per_node)
+    if mpi_nodes > 0:
+        mpi_provider = PBSProProvider(queue=partition, walltime=walltime, nodes_per_block=int(mpi_nodes),
+                                      init_blocks=0, min_blocks=0, max_blocks=1, cpus_per_node=cores_per_node or 1,
+                                      select_options=select_options,
+                                      worker_init=join_init(worker_init, SINGLE_THREAD_INIT),
+                                      launcher=SimpleLauncher(), **common)
+        executors.append(mpi_executor(mpi_provider, address=address, workers=int(mpi_nodes)))
     return build_config(executors, run_dir)
 
 

@@ -84,14 +84,17 @@ def stored_system(root, table: dict):
 
 
 # ------------------------------------------------------------------ driver
-def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True, ranks_per_actor: int = 1):
+def map_site(site: str, run_dir: str, actors: int, *, gpu: bool = True, ranks_per_actor: int = 1,
+             band_ranks: int = 1, workers: int | None = None):
     """A fresh Parsl config for MAP on ``site``: a ``"cpu"`` worker per actor, at least one per core
-    (:func:`~mapcvd.workflows.sites.workload_site`); ``ranks_per_actor`` above the cores of a
-    node of the site is refused in one line."""
+    unless ``workers`` says (:func:`~mapcvd.workflows.sites.workload_site`); ``ranks_per_actor``
+    above the cores of a node of the site is refused in one line. ``band_ranks``: the
+    ranks of one NEB band (:attr:`~mapcvd.pathways.neb.NebSettings.ranks`)."""
     from mapcvd.workflows.sites import check_ranks, workload_site  # noqa: PLC0415
 
-    config = workload_site(site, run_dir, actors=actors, workers=max(actors, os.cpu_count() or 1), gpu=gpu,
-                           actors_hint="--actors 1", mpi=ranks_per_actor > 1)
+    workers = max(actors, os.cpu_count() or 1) if workers is None else workers
+    config = workload_site(site, run_dir, actors=actors, workers=workers, gpu=gpu, actors_hint="--actors 1",
+                           mpi_ranks=max(ranks_per_actor, band_ranks))
     check_ranks(config, ranks_per_actor, key="map.ranks_per_actor")
     return config
 

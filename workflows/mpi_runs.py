@@ -7,7 +7,9 @@ every read of atoms gathers all of them. The app that wants it calls :func:`spmd
 writes the piece's inputs to a folder as JSON, starts ``mpiexec -n R python -m MODULE
 FOLDER`` and, when the ranks are done, hands back the folder where rank 0 wrote the
 result (JSON and plain arrays, never pickles); a MapcvdError of rank 0 comes back with
-its type. No Parsl here: the apps call it.
+its type. The ranks start as :mod:`mapcvd.md.mpi_launch` starts them (Parsl's
+``$PARSL_MPI_PREFIX`` on its MPI executor, else our own ``mpiexec``), and die with the
+app. No Parsl here: the apps call it.
 """
 
 from __future__ import annotations
@@ -15,43 +17,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["RUN_FILE", "launcher", "rank", "spmd", "write_error"]
+from mapcvd.md.mpi_launch import DIE_WITH_PARENT, rank_command, rank_environment
+
+__all__ = ["RUN_FILE", "rank", "spmd", "write_error"]
 
 #: The inputs of the piece, written by :func:`spmd` into the run folder.
 RUN_FILE = "run.json"
 _ERROR_FILE = "error.json"
-
-#: Environment variables of an enclosing MPI or batch job that would make ``mpiexec``
-#: spread the ranks over the job's nodes or join the job's PMI instead of this node.
-_FOREIGN_ENV = ("PMI_", "PMIX_", "SLURM_", "PBS_", "OMPI_", "HYDRA_")
-
-#: Runs the rest of its command line after asking Linux to SIGKILL it when its parent
-#: (the app) dies (``PR_SET_PDEATHSIG``, kept across ``exec``), so that a killed worker
-#: takes its ``mpiexec`` with it; a shim instead of ``preexec_fn``, which is unsafe in a
-#: process with threads (Parsl workers, the campaign driver).
-_DIE_WITH_PARENT = [sys.executable, "-c", "import ctypes, os, signal, sys; "
-                    "ctypes.CDLL(None).prctl(1, signal.SIGKILL); os.execvp(sys.argv[1], sys.argv[1:])"]
-
-
-def launcher(ranks: int) -> list[str]:
-    """The command prefix that starts ``ranks`` ranks on this node.
-
-    ``$PARSL_MPI_PREFIX`` when Parsl's MPI support set one for the task, else the
-    ``mpiexec`` next to this interpreter (the ``mpich`` wheel's hydra, which matches the
-    MPI library LAMMPS is linked with), or on ``PATH``, with its fork launcher.
-    """
-    prefix = os.environ.get("PARSL_MPI_PREFIX")
-    if prefix:
-        return shlex.split(prefix)
-    local = Path(sys.executable).with_name("mpiexec")
-    return [str(local) if local.is_file() else "mpiexec", "-launcher", "fork", "-n", str(int(ranks))]
 
 
 @contextlib.contextmanager
@@ -80,14 +58,9 @@ def spmd(module: str, spec: dict, ranks: int, *, what: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mapcvd-ranks-") as name:
         folder = Path(name)
         (folder / RUN_FILE).write_text(json.dumps(spec))
-        # Parsl's prefix names the job's nodes and relies on the job's environment; our own
-        # mpiexec must not see an enclosing job's, or it would spread the ranks over it
-        keep = bool(os.environ.get("PARSL_MPI_PREFIX"))
-        env = {k: v for k, v in os.environ.items() if keep or not k.startswith(_FOREIGN_ENV)}
-        env["OMP_NUM_THREADS"] = "1"
-        cmd = [*launcher(ranks), sys.executable, "-m", module, str(folder)]
-        done = subprocess.run([*_DIE_WITH_PARENT, *cmd], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+        cmd = rank_command(ranks, [sys.executable, "-m", module, str(folder)])
+        done = subprocess.run(cmd, env=rank_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
         if (folder / _ERROR_FILE).is_file():
             error = json.loads((folder / _ERROR_FILE).read_text())
             kind = getattr(errors, error["type"], None)
@@ -95,7 +68,8 @@ def spmd(module: str, spec: dict, ranks: int, *, what: str) -> Iterator[Path]:
             raise kind(f"{what} on {ranks} ranks: {error['message']}")
         if done.returncode != 0:
             tail = " ".join(done.stderr.split()[-40:])
-            raise errors.MDError(f"{what} on {ranks} ranks: {' '.join(cmd[:-4])} exited with {done.returncode}: "
+            started = cmd[len(DIE_WITH_PARENT):-4]
+            raise errors.MDError(f"{what} on {ranks} ranks: {' '.join(started)} exited with {done.returncode}: "
                                  f"{tail}")
         yield folder
 

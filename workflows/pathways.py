@@ -13,7 +13,8 @@ transition-state theory. Here:
    segment it (:func:`mapcvd.pathways.segments.segment_profile`) and preselect the ``top``
    episodes by their raw-profile time;
 3. one app per segment of those episodes (and of the baseline) runs the NEB, all at
-   once on the ``"cpu"`` executor; the driver stores each result as it arrives, then
+   once on the ``"cpu"`` executor (with LAMMPS's ``neb``, one rank per image, on the
+   ``"mpi"`` executor where the site has one); the driver stores each result as it arrives, then
    each pathway's stitched profile and times, then the ranking
    (:mod:`mapcvd.pathways.store`).
 
@@ -90,8 +91,11 @@ def frame0_energy_task(store_path: str, table: dict, log_path: str, episodes: li
 
 @timed_app
 def segment_task(store_path: str, table: dict, log_path: str, episode: int, start: int, end: int,
-                 settings: dict) -> dict:
+                 settings: dict, parsl_resource_specification: dict | None = None) -> dict:
     """Parsl app body: CI-NEB between frames ``start`` and ``end`` of one episode, guided by the frames between.
+
+    ``parsl_resource_specification`` is Parsl's: the ranks of a band of LAMMPS's ``neb``
+    on the ``"mpi"`` executor (:func:`~mapcvd.workflows.sites.rank_placement`).
 
     Returns
     -------
@@ -209,6 +213,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     """
     import parsl  # noqa: PLC0415
     from mapcvd.workflows.parsl_runtime import parsl_block  # noqa: PLC0415
+    from mapcvd.workflows.sites import rank_placement  # noqa: PLC0415
 
     from mapcvd.store.episodes import EpisodeLog  # noqa: PLC0415
 
@@ -224,7 +229,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
     settings = {"temperature_K": temperature_K, "distance_A": distance_A, "prominence_eV": prominence,
                 "top": top, "neb": dict(neb_settings), "min_length_A": min_length_A}
     start = time.perf_counter()
-    with parsl_block(parsl_config, record=group):
+    with parsl_block(parsl_config, record=group) as dfk:
         cpu = ["cpu"]
         if baseline:
             _store_baseline(group, store_path, table, seed, parsl.python_app(baseline_task, executors=cpu), log)
@@ -248,7 +253,8 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
         chosen = learned[:top] + ([rows["baseline"]] if baseline else [])
         log(f"pathways: {len(refs)} candidate episode(s); refining {len(chosen)} "
             f"({sum(len(r['segments']) for r in chosen)} segments) by piecewise NEB")
-        segment_app = parsl.python_app(segment_task, executors=cpu)
+        segment_executors, placement = rank_placement(dfk.config, NebSettings(**neb_settings).ranks)
+        segment_app = parsl.python_app(segment_task, executors=segment_executors)
         futures = {}
         for row in chosen:
             bounds = [(s.start, s.peak, s.end) for s in row["segments"]]
@@ -262,7 +268,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
                 if k in kept:
                     continue
                 future = segment_app(store_path, table, row["ref"].log, row["ref"].episode, s.start, s.end,
-                                     dict(neb_settings))
+                                     dict(neb_settings), **placement)
                 futures[future] = (row, k)
         for future in as_completed(futures):
             row, k = futures[future]

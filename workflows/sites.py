@@ -99,6 +99,7 @@ __all__ = [
     "has_gpu_executor",
     "load_site",
     "local_config",
+    "local_mpi_slots",
     "node_cores",
     "pbs_config",
     "rank_placement",
@@ -151,7 +152,7 @@ def local_config(
     gpu: bool = False,
     max_workers: int | None = None,
     worker_init: str = "",
-    mpi: bool = False,
+    mpi: int = 0,
 ) -> Config:
     """Return the configuration for this machine (the default site).
 
@@ -168,12 +169,13 @@ def local_config(
         the cores share them (``cores_per_worker`` below 1).
     worker_init : str, optional
         Shell lines run before the worker pools start.
-    mpi : bool, optional
-        Add the executor ``"mpi"`` (Parsl's MPIExecutor) for apps of several MPI ranks:
-        one at a time, on this machine. Parsl's MPI mode takes its nodes from a batch
-        job's node list; here that is a node file naming this host, given to the pool
-        as ``PBS_NODEFILE``, and the ranks start with hydra's fork launcher
-        (:func:`rank_placement`).
+    mpi : int, optional
+        With N > 0 (or True: 1), add the executor ``"mpi"`` (Parsl's MPIExecutor) for
+        apps of several MPI ranks, N at a time on this machine (:func:`local_mpi_slots`).
+        Parsl's MPI mode takes its nodes from a batch job's node list; here that is a
+        node file naming this host N times (each app of one node takes one line),
+        given to the pool as ``PBS_NODEFILE``, and the ranks start with hydra's fork
+        launcher (:func:`rank_placement`). Default 0: none.
 
     Returns
     -------
@@ -222,14 +224,14 @@ def local_config(
                 ),
             )
         )
-    if mpi:
+    if int(mpi) > 0:
         nodefile = Path(os.path.abspath(os.fspath(run_dir))) / "mpi_nodefile"
         nodefile.parent.mkdir(parents=True, exist_ok=True)
-        nodefile.write_text(socket.gethostname() + "\n")
+        nodefile.write_text((socket.gethostname() + "\n") * int(mpi))
         provider = LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1, launcher=SimpleLauncher(),
                                  worker_init=join_init(env_init, worker_init, SINGLE_THREAD_INIT,
                                                        f'export PBS_NODEFILE="{nodefile}"'))
-        executors.append(mpi_executor(provider, address="127.0.0.1", workers=1))
+        executors.append(mpi_executor(provider, address="127.0.0.1", workers=int(mpi)))
     return build_config(executors, run_dir)
 
 
@@ -252,8 +254,15 @@ def site_names() -> list[str]:
     return [DEFAULT_SITE] + [name for name in SITES if name != DEFAULT_SITE]
 
 
+def local_mpi_slots(ranks: int) -> int:
+    """Apps of ``ranks`` MPI ranks that the ``local`` site runs at once: as many as fit
+    this machine's cores, at least one (then sharing the cores); 0 for single-rank apps,
+    which need no ``"mpi"`` executor."""
+    return 0 if int(ranks) <= 1 else max(1, cores() // int(ranks))
+
+
 def workload_site(site: str, run_dir: str, *, actors: int, workers: int, gpu: bool = True,
-                  actors_hint: str = "map.actors = 1", mpi: bool = False) -> Config:
+                  actors_hint: str = "map.actors = 1", mpi_ranks: int = 1) -> Config:
     """A fresh Parsl config for ``actors`` MAP actors (and other apps) on ``site``.
 
     On the built-in ``local`` site the learner gets its own executor (``"gpu"``, one
@@ -261,12 +270,13 @@ def workload_site(site: str, run_dir: str, *, actors: int, workers: int, gpu: bo
     ``"cpu"`` has ``workers`` workers (callers ask for at least one per actor; more than
     the cores oversubscribes them, on purpose on a small machine). ``threads`` runs one
     app at a time (LAMMPS instances must not share a process) and refuses more than one
-    actor, naming ``actors_hint`` as the fix. With ``mpi`` (apps of several MPI ranks
-    to run), ``local`` also gets the executor ``"mpi"`` (:func:`local_config`). Other
-    sites are used as they are.
+    actor, naming ``actors_hint`` as the fix. With ``mpi_ranks`` above 1 (the most
+    ranks of any app to run), ``local`` also gets the executor ``"mpi"``
+    (:func:`local_config`, :func:`local_mpi_slots`). Other sites are used as they are.
     """
     if site == "local":
-        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(int(workers), int(actors), 1), mpi=mpi)
+        return load_site(site, run_dir=run_dir, gpu=gpu, max_workers=max(int(workers), int(actors), 1),
+                         mpi=local_mpi_slots(mpi_ranks))
     if site == "threads":
         if actors > 1:
             raise InputError(f"the threads site runs one LAMMPS at a time: set {actors_hint} or use the local site")

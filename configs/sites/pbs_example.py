@@ -25,6 +25,12 @@ What gets started
 ``"gpu"``
     One node with ``gpus_per_node`` GPUs (``select=1:ncpus=...:ngpus=...``), one worker
     per GPU, requested when the first GPU task (the learner) is waiting.
+``"mpi"`` (with ``mpi_nodes`` N > 0)
+    Parsl's MPIExecutor: one batch job of N nodes (``select=N:ncpus=...``), requested
+    when the first app of several MPI ranks waits (``[cvd] ranks_per_run`` or ``[map]
+    ranks_per_actor`` above 1, or ``[map] neb_driver = "lammps"``, one rank per band
+    image), one such app per node at a time, its ranks started by Parsl's
+    ``$PARSL_MPI_PREFIX`` from ``$PBS_NODEFILE``. Not yet run against a real PBS.
 
 Edit before use
 ---------------
@@ -64,6 +70,7 @@ DEFAULTS = dict(
     gpus_per_node=1,
     gpu_cores_per_node=8,
     gpu_walltime="04:00:00",
+    mpi_nodes=0,  # nodes of the "mpi" block for multi-rank apps (0: none)
     run_dir="runinfo",
 )
 

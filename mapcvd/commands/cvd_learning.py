@@ -125,12 +125,12 @@ def _rmd_settings(config: dict) -> tuple[dict, tuple[str, ...]]:
 def _site(site: str | None, config: dict, store_path: Path):
     """The site of a CVD reactive-MD command: on ``local``, one worker per ``cvd.ranks_per_run`` cores."""
     from mapcvd.workflows.site_common import cores
-    from mapcvd.workflows.sites import check_ranks, load_site
+    from mapcvd.workflows.sites import check_ranks, load_site, local_mpi_slots
 
     name = site or config["campaign"]["site"]
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     ranks = config["cvd"]["ranks_per_run"]
-    options = {"max_workers": max(1, cores() // ranks), "mpi": ranks > 1} if name == "local" else {}
+    options = {"max_workers": max(1, cores() // ranks), "mpi": local_mpi_slots(ranks)} if name == "local" else {}
     parsl_config = load_site(name, run_dir=str(run_dir), **options)
     check_ranks(parsl_config, ranks)
     return name, parsl_config

@@ -152,6 +152,7 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
               as_json):
     """Rank a store's pathways by TST time after piecewise NEB; write a table, plots and transition states."""
     from mapcvd.commands.map_commands import _map_config  # noqa: PLC0415
+    from mapcvd.pathways.neb import NebSettings  # noqa: PLC0415
     from mapcvd.pathways.report import write_report  # noqa: PLC0415
     from mapcvd.pathways.tst import parse_temperature  # noqa: PLC0415
     from mapcvd.store import open_campaign, run_stage  # noqa: PLC0415
@@ -173,12 +174,8 @@ def map_paths(store_path, top, temperature, distance, prominence, min_length, si
     quiet = (lambda _line: None) if as_json else log
     run_dir = store_path.parent / (store_path.name + ".runinfo")
     site_name = config["campaign"]["site"]
-    if site_name == "local" and workers is not None:
-        from mapcvd.workflows.sites import load_site  # noqa: PLC0415
-
-        parsl_config = load_site("local", run_dir=str(run_dir), gpu=False, max_workers=workers)
-    else:
-        parsl_config = map_site(site_name, str(run_dir), actors=1, gpu=False)
+    parsl_config = map_site(site_name, str(run_dir), actors=1, gpu=False, workers=workers,
+                            band_ranks=NebSettings(**neb_settings).ranks)
     result = run_stage(group, "map_paths", lambda: run_pathways(
         config, group, str(store_path), parsl_config, top=top, temperature_K=kelvin, distance_A=10.0 * distance_nm,
         prominence=prominence, neb_settings=neb_settings, baseline=baseline, min_length_A=min_length, log=quiet))

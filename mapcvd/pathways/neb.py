@@ -95,6 +95,12 @@ class NebSettings:
         if self.endpoint_steps < 1:
             raise InputError(f"NEB endpoint_steps must be >= 1, got {self.endpoint_steps}")
 
+    @property
+    def ranks(self) -> int:
+        """MPI ranks of one band: one per image of the band (``images + 2``) with LAMMPS's ``neb``
+        (``-partition Kx1``), which needs exactly that many; one with ASE's."""
+        return self.images + 2 if self.driver == "lammps" else 1
+
 
 def neb_from_map(table: dict | None = None, **given) -> NebSettings:
     """The NEB settings of a ``[map]`` table (its ``neb_*`` keys), with fields ``given`` (not None) on top.

