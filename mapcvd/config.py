@@ -158,7 +158,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "neb_max_steps": Key(int, 300, "NEB optimiser steps before a band is reported unconverged", min=1,
                              max=1_000_000),
         "neb_spring_eV_A2": Key(float, 0.1, "spring constant between NEB images (eV/A^2)", min=1e-4, max=100.0),
-        "neb_optimizer": Key(str, "fire", "NEB and endpoint optimiser of the ASE driver", choices=("fire", "bfgs")),
+        "neb_optimizer": Key(str, "fire", "NEB optimiser of the ASE driver: fire, bfgs (also the endpoints'), or "
+                             "ode (ASE's NEBOptimizer, adaptive ODE; the endpoints by FIRE)",
+                             choices=("fire", "bfgs", "ode")),
         "neb_driver": Key(str, "ase", "NEB driver: ASE's NEB on one LAMMPS, or LAMMPS's neb (one process per "
                                       "image)", choices=("ase", "lammps")),
         "segment_prominence_eV": Key(float, 0.5, "smallest peak prominence of a profile maximum that makes a "

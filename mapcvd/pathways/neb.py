@@ -11,7 +11,8 @@ doi:10.1063/1.1329672; improved tangent: Henkelman and Jonsson, J. Chem. Phys. 1
 Two drivers relax the band; both start from the same endpoints and the same band:
 
 ``"ase"``
-    :class:`ase.mep.NEB` (improved tangent, climbing image) optimised by FIRE or BFGS,
+    :class:`ase.mep.NEB` (improved tangent, climbing image) optimised by FIRE, BFGS or
+    ASE's NEBOptimizer (ODE),
     every image evaluated in turn by one LAMMPS instance of this process through
     :class:`~mapcvd.md.calculator.EngineCalculator` (any ASE calculator works too,
     e.g. EMT in tests). Never ``parallel=True``: ASE then runs images in threads,
@@ -34,6 +35,8 @@ returned with ``converged=False`` and its last (best) estimate.
 """
 
 from __future__ import annotations
+
+import functools
 
 import time
 from dataclasses import dataclass, field
@@ -71,7 +74,7 @@ class NebSettings:
     spring
         Spring constant between images (eV/A^2) [``neb_spring_eV_A2``].
     optimizer
-        ``"fire"`` or ``"bfgs"`` (ASE driver; LAMMPS's ``neb`` always uses FIRE) [``neb_optimizer``].
+        ``"fire"``, ``"bfgs"`` or ``"ode"`` (ASE driver; LAMMPS's ``neb`` always uses FIRE) [``neb_optimizer``].
     minimize
         Minimise the endpoints first (to ``fmax``); no config key.
     endpoint_steps
@@ -182,16 +185,21 @@ class NebResult:
         }
 
 
-def _optimizer(settings: NebSettings):
+def _optimizer(settings: NebSettings, band: bool = True):
+    """The optimiser class of a band (``band``) or of an endpoint: ``"ode"`` is ASE's NEBOptimizer,
+    for bands only (Makri, Ortner and Kermode 2019, doi:10.1063/1.5064465); its endpoints use FIRE."""
+    from ase.mep.neb import NEBOptimizer  # noqa: PLC0415
     from ase.optimize import BFGS, FIRE  # noqa: PLC0415
 
+    if settings.optimizer == "ode":
+        return functools.partial(NEBOptimizer, method="ode") if band else FIRE
     return FIRE if settings.optimizer == "fire" else BFGS
 
 
 def _minimize(atoms: Atoms, calc, settings: NebSettings) -> None:
-    """Minimise one endpoint in place with the band's optimiser (FIRE copes with ReaxFF's QEq noise)."""
+    """Minimise one endpoint in place (FIRE, or BFGS when the band's optimiser is; FIRE copes with ReaxFF's QEq noise)."""
     atoms.calc = _calculator_for_image(calc)
-    _optimizer(settings)(atoms, logfile=None).run(fmax=settings.fmax, steps=settings.endpoint_steps)
+    _optimizer(settings, band=False)(atoms, logfile=None).run(fmax=settings.fmax, steps=settings.endpoint_steps)
 
 
 def _calculator_for_image(calc):
