@@ -81,6 +81,7 @@ def _check_site(site: str, timeout: float) -> None:
         if not reaxff:
             failed.append(label)
         job = f", {r['batch_job']}" if r.get("batch_job") else ""
+        job += f", ranks start with '{r['mpi_prefix']}'" if r.get("mpi_prefix") else ""
         click.echo(f"  {label:5s} host {r['host']} (pid {r['pid']}, {r['cores']} cores{job}), Python {r['python']}, "
                    f"LAMMPS {r['lammps']['version']} {'with' if reaxff else 'WITHOUT'} REAXFF, "
                    f"torch {r['torch']} with {r['cuda_devices']} CUDA device(s)")

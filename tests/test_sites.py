@@ -465,3 +465,21 @@ def test_lammps_neb_bands_ask_for_one_rank_per_image():
 
     assert NebSettings(images=4, driver="lammps").ranks == 6
     assert NebSettings(images=4, driver="ase").ranks == 1
+
+
+@pytest.mark.timeout(180)
+def test_site_check_runs_on_the_mpi_executor_and_local_runs_its_slots_side_by_side(tmp_path):
+    """``mapcvd info --site``'s check reaches the ``mpi`` executor (with the resource specification Parsl's MPI
+    mode requires) and sees the prefix Parsl composed; ``local``'s 2 slots are 2 workers."""
+    with run_parsl(load_site("local", run_dir=tmp_path / "runinfo", mpi=2)) as dfk:
+        reports = selftest.site_report(dfk, timeout=120)
+        assert set(reports) == {"cpu", "mpi"} and not any("error" in r for r in reports.values()), reports
+        assert reports["cpu"]["mpi_prefix"] is None
+        assert "-n 1" in reports["mpi"]["mpi_prefix"] and "-launcher" not in reports["mpi"]["mpi_prefix"]
+        # two apps of 2 ranks (each takes seconds: it imports torch and starts LAMMPS) at once, one per
+        # line of the node file, on two workers
+        app = parsl.python_app(selftest.worker_report, executors=["mpi"])
+        spec = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
+        both = [f.result(timeout=120) for f in [app(parsl_resource_specification=spec) for _ in range(2)]]
+        assert all("-n 2" in r["mpi_prefix"] for r in both)
+        assert both[0]["pid"] != both[1]["pid"]

@@ -41,13 +41,24 @@ def square(x: float) -> float:
     return x * x
 
 
-def square_with_pid(x: float) -> tuple[float, int]:
+def _one_rank(label: str) -> dict:
+    """Keywords of a check task on executor ``label``: Parsl's MPI mode (``"mpi"``) requires a
+    resource specification, here one rank on one node."""
+    from mapcvd.workflows.site_common import MPI  # noqa: PLC0415
+
+    spec = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+    return {"parsl_resource_specification": spec} if label == MPI else {}
+
+
+def square_with_pid(x: float, parsl_resource_specification: dict | None = None) -> tuple[float, int]:
     """Return ``x * x`` and the id of the process that computed it.
 
     Parameters
     ----------
     x : float
         A number.
+    parsl_resource_specification : dict, optional
+        Parsl's, on the ``"mpi"`` executor; unused here.
 
     Returns
     -------
@@ -98,7 +109,7 @@ def check_site(dfk, x: float = 7, timeout: float = 120.0) -> dict[str, tuple[flo
         A worker returned a wrong result.
     """
     labels = [label for label in dfk.executors if not label.startswith("_")]
-    futures = {label: square_app(label, with_pid=True)(x) for label in labels}
+    futures = {label: square_app(label, with_pid=True)(x, **_one_rank(label)) for label in labels}
     results = {label: tuple(f.result(timeout=timeout)) for label, f in futures.items()}
     for label, (value, _) in results.items():
         if value != x * x:
@@ -122,12 +133,14 @@ def batch_job() -> str | None:
     return None
 
 
-def worker_report() -> dict:
+def worker_report(parsl_resource_specification: dict | None = None) -> dict:
     """What a worker sees: host, cores, LAMMPS and its packages, torch and its devices.
 
     Run on each executor by :func:`site_report`, so that a site file whose
     ``worker_init`` misses a module or the environment fails here, in seconds, rather
-    than hours into a campaign.
+    than hours into a campaign. On the ``"mpi"`` executor (submitted with a
+    ``parsl_resource_specification``, which Parsl's MPI mode requires) it also reports
+    the ``$PARSL_MPI_PREFIX`` that Parsl composed for the task.
     """
     import torch  # noqa: PLC0415
 
@@ -140,7 +153,8 @@ def worker_report() -> dict:
         lmp.close()
     return {"host": platform.node(), "pid": os.getpid(), "cores": os.cpu_count(),
             "python": platform.python_version(), "lammps": lammps, "torch": torch.__version__, "batch_job": batch_job(),
-            "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+            "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+            "mpi_prefix": os.environ.get("PARSL_MPI_PREFIX")}
 
 
 def site_report(dfk, timeout: float = 600.0) -> dict[str, dict]:
@@ -160,7 +174,7 @@ def site_report(dfk, timeout: float = 600.0) -> dict[str, dict]:
         executor whose task failed or did not start within ``timeout``.
     """
     labels = [label for label in dfk.executors if not label.startswith("_")]
-    futures = {label: parsl.python_app(worker_report, executors=[label])() for label in labels}
+    futures = {label: parsl.python_app(worker_report, executors=[label])(**_one_rank(label)) for label in labels}
     reports: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
     for label, future in futures.items():
