@@ -53,6 +53,24 @@ def test_au_adatom_hop_on_al100_matches_the_ase_tutorial():
     assert len(summary["energies_eV"]) == 5
 
 
+@pytest.mark.parametrize("optimizer", ["fire", "bfgs", "ode"])
+def test_every_optimizer_finds_the_tutorial_barrier_and_converged_means_fmax_reached(optimizer):
+    """The same hop with each ``neb_optimizer`` (``ode``: ASE's NEBOptimizer); ``converged`` is True only when the
+    final band's largest NEB force is within fmax, also for an optimiser that judges convergence by its own residual."""
+    slab = fcc100("Al", size=(2, 2, 3))
+    add_adsorbate(slab, "Au", 1.7, "hollow")
+    slab.center(axis=2, vacuum=4.0)
+    slab.set_constraint(FixAtoms(mask=[atom.tag > 1 for atom in slab]))
+    final = slab.copy()
+    final[-1].x += slab.cell[0, 0] / 2
+    result = run_neb(slab, final, calculator=EMT(), settings=NebSettings(images=3, fmax=0.05, optimizer=optimizer))
+    assert result.converged and result.fmax <= 0.05
+    assert result.barrier_forward == pytest.approx(0.374, abs=0.01)
+    short = run_neb(slab, final, calculator=EMT(),
+                    settings=NebSettings(images=3, fmax=0.001, max_steps=4, optimizer=optimizer))
+    assert not short.converged and short.fmax > 0.001
+
+
 # ------------------------------------------------------------------ LAMMPS: Al adatom, EAM
 @pytest.fixture(scope="module")
 def al_hop():

@@ -336,6 +336,10 @@ def run_neb(initial: Atoms, final: Atoms, *, potential: Potential | None = None,
         else:
             positions, converged, steps = _relax_ase(start, band, calc, settings)
         energies, fmax = band_forces(start, positions, calc, settings)
+        if settings.driver == "ase":
+            # ASE's NEBOptimizer can say converged by its own residual while a force on the band is
+            # still above fmax; converged means fmax reached, as the final band measures it
+            converged = bool(converged) and fmax <= settings.fmax
     finally:
         if isinstance(calc, EngineCalculator):
             calc.close()
