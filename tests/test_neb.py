@@ -33,14 +33,20 @@ def one_line_error(result, words):
 
 
 # ------------------------------------------------------------------ the ASE tutorial (EMT)
-def test_au_adatom_hop_on_al100_matches_the_ase_tutorial():
-    """ASE's tutorial: Au hops between hollow sites of Al(100) over 0.374 eV with EMT (facts.md 4)."""
+def au_hop():
+    """The endpoints of ASE's tutorial hop: Au between hollow sites of Al(100), the lower layers fixed."""
     slab = fcc100("Al", size=(2, 2, 3))
     add_adsorbate(slab, "Au", 1.7, "hollow")
     slab.center(axis=2, vacuum=4.0)
     slab.set_constraint(FixAtoms(mask=[atom.tag > 1 for atom in slab]))
     final = slab.copy()
     final[-1].x += slab.cell[0, 0] / 2
+    return slab, final
+
+
+def test_au_adatom_hop_on_al100_matches_the_ase_tutorial():
+    """ASE's tutorial: Au hops between hollow sites of Al(100) over 0.374 eV with EMT (facts.md 4)."""
+    slab, final = au_hop()
     result = run_neb(slab, final, calculator=EMT(), settings=NebSettings(images=3, fmax=0.05))
     assert result.converged and result.fmax < 0.05
     assert result.barrier_forward == pytest.approx(0.374, abs=0.005)
@@ -57,12 +63,7 @@ def test_au_adatom_hop_on_al100_matches_the_ase_tutorial():
 def test_every_optimizer_finds_the_tutorial_barrier_and_converged_means_fmax_reached(optimizer):
     """The same hop with each ``neb_optimizer`` (``ode``: ASE's NEBOptimizer); ``converged`` is True only when the
     final band's largest NEB force is within fmax, also for an optimiser that judges convergence by its own residual."""
-    slab = fcc100("Al", size=(2, 2, 3))
-    add_adsorbate(slab, "Au", 1.7, "hollow")
-    slab.center(axis=2, vacuum=4.0)
-    slab.set_constraint(FixAtoms(mask=[atom.tag > 1 for atom in slab]))
-    final = slab.copy()
-    final[-1].x += slab.cell[0, 0] / 2
+    slab, final = au_hop()
     result = run_neb(slab, final, calculator=EMT(), settings=NebSettings(images=3, fmax=0.05, optimizer=optimizer))
     assert result.converged and result.fmax <= 0.05
     assert result.barrier_forward == pytest.approx(0.374, abs=0.01)
