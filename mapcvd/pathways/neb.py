@@ -197,7 +197,7 @@ def _optimizer(settings: NebSettings, band: bool = True):
 
 
 def _minimize(atoms: Atoms, calc, settings: NebSettings) -> None:
-    """Minimise one endpoint in place: FIRE, or BFGS when the band's optimiser is (FIRE copes with ReaxFF's QEq noise)."""
+    """Minimise one endpoint in place: FIRE, or BFGS when the band's is (FIRE copes with ReaxFF's QEq noise)."""
     atoms.calc = _calculator_for_image(calc)
     _optimizer(settings, band=False)(atoms, logfile=None).run(fmax=settings.fmax, steps=settings.endpoint_steps)
 
