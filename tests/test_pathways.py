@@ -100,7 +100,7 @@ def _lj_system():
 
 
 def _make_lj_store(path, site: str, **keys):
-    """A store with one evaluation episode (mostly +x, some sideways moves) of the LJ system; ``keys`` over ``[map]``."""
+    """A store with one evaluation episode (mostly +x, some sideways moves) of the LJ system; keys over [map]."""
     atoms, table = _lj_system()
     config = validate({"campaign": {"site": site, "seed": 5}, "map": {**table, **keys}})
     root = create_campaign(path, config=config)
