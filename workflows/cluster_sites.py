@@ -138,9 +138,9 @@ def slurm_config(
     mpi_nodes : int, optional
         With N > 0, add the executor ``"mpi"`` (Parsl's MPIExecutor): a block of N
         exclusive nodes in ``partition``, requested only when a multi-rank app waits,
-        running one such app per node at a time; reactive-MD runs and MAP actors of
-        more than one rank (``cvd.ranks_per_run``, ``map.ranks_per_actor``) go there,
-        with Parsl's ``$PARSL_MPI_PREFIX``. Default 0: none, and multi-rank apps start
+        running one such app per node at a time; reactive-MD runs, MAP actors and
+        NEB bands of more than one rank (``cvd.ranks_per_run``, ``map.ranks_per_actor``,
+        ``map.neb_driver = "lammps"``) go there, with Parsl's ``$PARSL_MPI_PREFIX``. Default 0: none, and multi-rank apps start
         their own ``mpiexec`` on a ``"cpu"`` worker's node.
     address : str, optional
         Address of this (submitting) host that compute nodes can reach. Default:

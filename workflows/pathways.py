@@ -219,7 +219,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
 
     if top < 1:
         raise InputError(f"--top must be >= 1, got {top}")
-    NebSettings(**neb_settings)  # refuse bad settings before any work
+    band = NebSettings(**neb_settings)  # refuse bad settings before any work
     table = config["map"]
     seed = config["campaign"]["seed"]
     refs = candidate_episodes(group, min_length_A)
@@ -253,7 +253,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
         chosen = learned[:top] + ([rows["baseline"]] if baseline else [])
         log(f"pathways: {len(refs)} candidate episode(s); refining {len(chosen)} "
             f"({sum(len(r['segments']) for r in chosen)} segments) by piecewise NEB")
-        segment_executors, placement = rank_placement(dfk.config, NebSettings(**neb_settings).ranks)
+        segment_executors, placement = rank_placement(dfk.config, band.ranks)
         segment_app = parsl.python_app(segment_task, executors=segment_executors)
         futures = {}
         for row in chosen:

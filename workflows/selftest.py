@@ -44,10 +44,9 @@ def square(x: float) -> float:
 def _one_rank(label: str) -> dict:
     """Keywords of a check task on executor ``label``: Parsl's MPI mode (``"mpi"``) requires a
     resource specification, here one rank on one node."""
-    from mapcvd.workflows.site_common import MPI  # noqa: PLC0415
+    from mapcvd.workflows.site_common import MPI, one_node_ranks  # noqa: PLC0415
 
-    spec = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
-    return {"parsl_resource_specification": spec} if label == MPI else {}
+    return {"parsl_resource_specification": one_node_ranks(1)} if label == MPI else {}
 
 
 def square_with_pid(x: float, parsl_resource_specification: dict | None = None) -> tuple[float, int]:

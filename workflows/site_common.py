@@ -15,7 +15,7 @@ from parsl.config import Config
 from parsl.executors import HighThroughputExecutor, MPIExecutor
 
 __all__ = ["CPU", "EXECUTOR_LABELS", "GPU", "HEARTBEAT", "MPI", "POLL_MS", "SINGLE_THREAD_INIT", "build_config",
-           "cores", "htex", "interchange_cmd", "join_init", "mpi_executor", "retry_lost_pool"]
+           "cores", "htex", "interchange_cmd", "join_init", "mpi_executor", "one_node_ranks", "retry_lost_pool"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,12 @@ def mpi_executor(provider, *, address: str | None, workers: int) -> MPIExecutor:
     """The ``"mpi"`` executor: Parsl's MPIExecutor, for apps of several MPI ranks (:data:`MPI`).
 
     Each of its ``workers`` runs one multi-rank app at a time on a node of its block;
-    such an app is submitted with a ``parsl_resource_specification`` (``num_nodes``,
-    ``ranks_per_node``, ``num_ranks``) and finds ``$PARSL_MPI_PREFIX`` (``mpiexec -n R
-    -ppn R -hosts NODE``) in its environment (:func:`mapcvd.workflows.mpi_runs.launcher`).
-    Parsl's MPI mode reads the node list of a batch job (Slurm, PBS), so it serves the
-    cluster sites only. The provider must use Parsl's SimpleLauncher.
+    such an app is submitted with a ``parsl_resource_specification``
+    (:func:`one_node_ranks`) and finds ``$PARSL_MPI_PREFIX`` (``mpiexec -n R -ppn R
+    -hosts NODE``) in its environment (:func:`mapcvd.md.mpi_launch.launcher`). Parsl's
+    MPI mode reads the node list of a batch job (Slurm, PBS); the ``local`` site hands
+    its pool a node file of this host as ``PBS_NODEFILE``. The provider must use
+    Parsl's SimpleLauncher.
     """
     executor = MPIExecutor(label=MPI, provider=provider, address=address, max_workers_per_block=int(workers),
                            mpi_launcher="mpiexec", poll_period=POLL_MS, **HEARTBEAT)
@@ -86,6 +87,11 @@ def mpi_executor(provider, *, address: str | None, workers: int) -> MPIExecutor:
     # HighThroughputExecutor, which runs it, takes the list
     executor.interchange_launch_cmd = interchange_cmd()
     return executor
+
+
+def one_node_ranks(ranks: int) -> dict:
+    """Parsl's ``parsl_resource_specification`` of an app of ``ranks`` MPI ranks on one node."""
+    return {"num_nodes": 1, "ranks_per_node": int(ranks), "num_ranks": int(ranks)}
 
 
 def htex(label: str, **options) -> HighThroughputExecutor:

@@ -89,6 +89,7 @@ from mapcvd.workflows.site_common import (
     htex,
     join_init,
     mpi_executor,
+    one_node_ranks,
 )
 
 __all__ = [
@@ -224,14 +225,15 @@ def local_config(
                 ),
             )
         )
-    if int(mpi) > 0:
+    slots = int(mpi)
+    if slots > 0:
         nodefile = Path(os.path.abspath(os.fspath(run_dir))) / "mpi_nodefile"
         nodefile.parent.mkdir(parents=True, exist_ok=True)
-        nodefile.write_text((socket.gethostname() + "\n") * int(mpi))
+        nodefile.write_text((socket.gethostname() + "\n") * slots)
         provider = LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1, launcher=SimpleLauncher(),
                                  worker_init=join_init(env_init, worker_init, SINGLE_THREAD_INIT,
                                                        f'export PBS_NODEFILE="{nodefile}"'))
-        executors.append(mpi_executor(provider, address="127.0.0.1", workers=int(mpi)))
+        executors.append(mpi_executor(provider, address="127.0.0.1", workers=slots))
     return build_config(executors, run_dir)
 
 
@@ -323,14 +325,14 @@ def rank_placement(config: Config, ranks: int) -> tuple[list[str], dict]:
     -------
     executors : list of str
         ``["mpi"]`` for more than one rank on a site that has that executor (a cluster
-        site with ``mpi_nodes``), else ``["cpu"]`` (the app then starts its own
-        ``mpiexec`` on its worker's node).
+        site with ``mpi_nodes``, or ``local`` with ``mpi``), else ``["cpu"]`` (the app
+        then starts its own ``mpiexec`` on its worker's node).
     kwargs : dict
         ``parsl_resource_specification`` (one node, ``ranks`` ranks) for ``"mpi"``, else empty.
     """
     mpi = [ex for ex in config.executors if getattr(ex, "label", None) == MPI]
     if int(ranks) > 1 and mpi:
-        spec = {"num_nodes": 1, "ranks_per_node": int(ranks), "num_ranks": int(ranks)}
+        spec = one_node_ranks(ranks)
         if isinstance(mpi[0].provider, LocalProvider):  # this machine: no remote shell to start ranks with
             spec["launcher_options"] = "-launcher fork"
         return [MPI], {"parsl_resource_specification": spec}

@@ -37,7 +37,6 @@ returned with ``converged=False`` and its last (best) estimate.
 from __future__ import annotations
 
 import functools
-
 import time
 from dataclasses import dataclass, field
 
