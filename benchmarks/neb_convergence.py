@@ -9,8 +9,9 @@ cut into minimum -> maximum -> minimum segments at the demo's prominence
 climbing-image NEB of :func:`mapcvd.pathways.neb.run_neb` (Henkelman, Uberuaga and
 Jonsson 2000, doi:10.1063/1.1329672), started along the episode's own frames, once per
 variant of the settings. A variant changes one thing of the demo's settings at a time
-(the step cap, the optimiser, the spring, the images, the QEq tolerance of the force
-field), so that each effect is seen alone. The segments run on ``--workers`` processes
+(the number of steps, the length cap of a step, the optimiser, the spring, the images,
+the climbing image, the QEq tolerance of the force field), so that each effect is seen
+alone. The segments run on ``--workers`` processes
 (one LAMMPS each).
 
 Printed per variant: the converged share (``fmax`` reached, as ``map paths`` counts it),
@@ -18,7 +19,8 @@ the median and largest final force, the steps and seconds per band, and the mean
 refined barrier. Nothing is chosen here: the figures say which settings the demo should
 use (``configs/demo.toml``) and the README quotes them.
 
-Usage: ``python benchmarks/neb_convergence.py [--random 3] [--workers 2] [--variants demo,steps300,...]``
+Usage: ``python benchmarks/neb_convergence.py [--random 3] [--workers 2] [--variants demo,steps300,...]
+[--per-segment] [--first-seed 1]``
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 VARIANTS: dict[str, tuple[dict, float | None]] = {
     "demo": ({}, None),
     "steps300": ({"max_steps": 300}, None),
+    "steps600": ({"max_steps": 600}, None),
     "steps1000": ({"max_steps": 1000}, None),
     "bfgs300": ({"optimizer": "bfgs", "max_steps": 300}, None),
     "ode100": ({"optimizer": "ode"}, None),
@@ -50,6 +53,8 @@ VARIANTS: dict[str, tuple[dict, float | None]] = {
     "images6_300": ({"images": 6, "max_steps": 300}, None),
     "qeq1e-8_300": ({"max_steps": 300}, 1e-8),
     "noclimb300": ({"climb": False, "max_steps": 300}, None),
+    "move0.2": ({"max_move": 0.2}, None),
+    "move0.2_300": ({"max_move": 0.2, "max_steps": 300}, None),
 }
 
 
@@ -116,7 +121,10 @@ def relax(table: dict, variant: str, frames: np.ndarray, start: int, end: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--random", type=int, default=3, help="random-action episodes besides the straight drag")
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="MD seed of the straight drag and of the first random episode (then +1 each)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--per-segment", action="store_true", help="also print every band of every variant")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -133,7 +141,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         episodes = list(pool.map(play, [table] * (1 + args.random), ["straight"] + ["random"] * args.random,
-                                 [1] + list(range(1, args.random + 1))))
+                                 [args.first_seed] + list(range(args.first_seed, args.first_seed + args.random))))
         jobs = [(e, s) for e in episodes for s in e["segments"]]
         print(f"{len(episodes)} episodes, {len(jobs)} segments in {time.perf_counter() - t0:.0f} s: "
               + ", ".join(f"{e['label']} {len(e['segments'])}" for e in episodes))
@@ -151,6 +159,11 @@ def main() -> None:
                   f"{statistics.mean(r['steps'] for r in rows):7.0f} "
                   f"{statistics.mean(r['seconds'] for r in rows):7.1f} "
                   f"{statistics.mean(r['barrier'] for r in rows):10.3f}", flush=True)
+            if args.per_segment:
+                for (episode, segment), r in zip(jobs, rows):
+                    print(f"    {episode['label']:>10s} frames {segment[0]:>2d}-{segment[2]:<2d} "
+                          f"{'converged' if r['converged'] else 'NOT converged':>13s} fmax {r['fmax']:.3f} "
+                          f"steps {r['steps']:>4d} barrier {r['barrier']:.3f} eV {r['seconds']:.0f} s", flush=True)
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

@@ -154,8 +154,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "neb_images": Key(int, 5, "intermediate NEB images per segment", min=1, max=64),
         "neb_fmax_eV_A": Key(float, 0.1, "NEB force convergence: largest atom force on the band (eV/A)",
                              min=1e-6, max=10.0),
-        "neb_climb": Key(bool, True, "climbing image after a first plain relaxation of the band"),
-        "neb_max_steps": Key(int, 300, "NEB optimiser steps before a band is reported unconverged", min=1,
+        "neb_climb": Key(bool, True, "climbing image after a first plain relaxation, while the band has an "
+                                     "interior maximum"),
+        "neb_max_steps": Key(int, 600, "NEB optimiser steps before a band is reported unconverged", min=1,
                              max=1_000_000),
         "neb_spring_eV_A2": Key(float, 0.1, "spring constant between NEB images (eV/A^2)", min=1e-4, max=100.0),
         "neb_optimizer": Key(str, "fire", "NEB optimiser of the ASE driver: fire, bfgs (also the endpoints'), or "

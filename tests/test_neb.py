@@ -1,5 +1,6 @@
 """Climbing-image NEB (mapcvd.pathways.neb) against independent references, and the ``mapcvd neb`` command."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from mapcvd.errors import InputError
 from mapcvd.md.lammps_loader import lammps_module, potentials_dir
 from mapcvd.md.potentials import lammps_commands
 from mapcvd.pathways.band import align_final, check_endpoints, initial_band
-from mapcvd.pathways.neb import NebSettings, minimize_structure, run_neb
+from mapcvd.pathways.neb import NebSettings, has_interior_maximum, minimize_structure, run_neb
 
 EAM = ("pair_style eam", f"pair_coeff * * {potentials_dir() / 'Al_jnp.eam'}")
 
@@ -71,6 +72,43 @@ def test_every_optimizer_finds_the_tutorial_barrier_and_converged_means_fmax_rea
                     settings=NebSettings(images=3, fmax=0.001, max_steps=4, optimizer=optimizer))
     assert not short.converged and short.fmax > 0.001
 
+
+
+def test_interior_maximum_is_a_maximum_above_both_endpoints():
+    assert has_interior_maximum([0.0, 0.4, 0.1])
+    assert has_interior_maximum([0.3, 0.2, 0.5, 0.4])
+    assert not has_interior_maximum([0.0, 0.2, 0.4])  # rises all the way
+    assert not has_interior_maximum([0.4, 0.3, 0.0])  # falls all the way
+    assert not has_interior_maximum([0.0, 0.5, 0.3, 1.0])  # a bump, but below the final endpoint
+    assert not has_interior_maximum([0.0, 1.0])  # no intermediate image
+
+
+def test_a_band_without_saddle_relaxes_without_its_climbing_image():
+    """Hollow site -> bridge (the hop's saddle) rises all the way: no image may climb, so a
+    climbing-image run ends as the plain band does, converged, every image below the bridge."""
+    slab, final = au_hop()
+    final[-1].x = slab[-1].x + slab.cell[0, 0] / 4  # the bridge between the two hollow sites
+    runs = {climb: run_neb(slab, final, calculator=EMT(),
+                           settings=NebSettings(images=3, fmax=0.02, climb=climb, minimize=False))
+            for climb in (True, False)}
+    for result in runs.values():
+        assert result.converged and result.fmax <= 0.02
+        assert np.all(np.diff(result.energies) > 0)
+    np.testing.assert_allclose(runs[True].energies, runs[False].energies, atol=2e-3)
+    np.testing.assert_allclose(runs[True].positions, runs[False].positions, atol=2e-2)
+
+
+def test_no_atom_moves_more_than_max_move_per_optimiser_step():
+    slab, final = au_hop()
+    for optimizer in ("fire", "bfgs"):
+        settings = NebSettings(images=3, climb=False, max_steps=1, minimize=False, max_move=0.01,
+                               fmax=1e-6, optimizer=optimizer)
+        result = run_neb(slab, final, calculator=EMT(), settings=settings)
+        band = initial_band(result.positions[0], result.positions[-1], 3)  # the band before the step
+        moved = np.linalg.norm(result.positions - band, axis=2).max()
+        assert 1e-4 < moved <= 0.01 + 1e-9
+        free = run_neb(slab, final, calculator=EMT(), settings=dataclasses.replace(settings, max_move=0.2))
+        assert np.linalg.norm(free.positions - band, axis=2).max() > 0.01  # the cap is what held it
 
 # ------------------------------------------------------------------ LAMMPS: Al adatom, EAM
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from mapcvd.workflows.pathways import pathway_settings
 
 #: (class, section, its fields that are no config key)
 CLASSES = [(MapSettings, "map", set()), (TrainingSettings, "map", set()),
-           (NebSettings, "map", {"minimize", "endpoint_steps"}), (RmdSettings, "cvd", set()),
+           (NebSettings, "map", {"minimize", "endpoint_steps", "max_move"}), (RmdSettings, "cvd", set()),
            (LearningSettings, "cvd_learning", set())]
 
 
@@ -62,7 +62,7 @@ def test_built_from_an_empty_table_equals_the_keyword_defaults(cls, section, loc
 def test_schema_defaults_that_used_to_differ():
     assert MapSettings().max_actions == SCHEMA["map"]["max_actions"].default == 40
     assert NebSettings().fmax == SCHEMA["map"]["neb_fmax_eV_A"].default == 0.1
-    assert NebSettings().max_steps == SCHEMA["map"]["neb_max_steps"].default == 300
+    assert NebSettings().max_steps == SCHEMA["map"]["neb_max_steps"].default == 600
 
 
 @pytest.mark.parametrize("build", [

@@ -74,6 +74,11 @@ class NebSettings:
         Spring constant between images (eV/A^2) [``neb_spring_eV_A2``].
     optimizer
         ``"fire"``, ``"bfgs"`` or ``"ode"`` (ASE driver; LAMMPS's ``neb`` always uses FIRE) [``neb_optimizer``].
+    max_move
+        Length cap of one optimiser step, A: FIRE caps the norm of the whole displacement
+        (all images, all atoms), BFGS the largest displacement of an atom. ASE's default,
+        0.2, overshot on the demo's ReaxFF bands into force spikes of 1-7 eV/A on Si-O
+        pairs (``benchmarks/neb_convergence.py``); not used by ``"ode"``; no config key.
     minimize
         Minimise the endpoints first (to ``fmax``); no config key.
     endpoint_steps
@@ -88,6 +93,7 @@ class NebSettings:
     max_steps: int = setting("map", "neb_max_steps")
     spring: float = setting("map", "neb_spring_eV_A2")
     optimizer: str = setting("map", "neb_optimizer")
+    max_move: float = 0.1
     minimize: bool = True
     endpoint_steps: int = 2000
     driver: str = setting("map", "neb_driver")
@@ -96,6 +102,8 @@ class NebSettings:
         check_settings(self)
         if self.endpoint_steps < 1:
             raise InputError(f"NEB endpoint_steps must be >= 1, got {self.endpoint_steps}")
+        if not self.max_move > 0:
+            raise InputError(f"NEB max_move must be > 0 A, got {self.max_move}")
 
     @property
     def ranks(self) -> int:
@@ -185,14 +193,18 @@ class NebResult:
 
 
 def _optimizer(settings: NebSettings, band: bool = True):
-    """The optimiser class of a band (``band``) or of an endpoint: ``"ode"`` is ASE's NEBOptimizer,
-    for bands only (Makri, Ortner and Kermode 2019, doi:10.1063/1.5064465); its endpoints use FIRE."""
+    """The optimiser of a band (``band``) or of an endpoint, a callable ``(atoms, logfile=)``.
+
+    ``"ode"`` is ASE's NEBOptimizer, for bands only (Makri, Ortner and Kermode 2019,
+    doi:10.1063/1.5064465); its endpoints use FIRE. FIRE and BFGS steps are capped at
+    ``settings.max_move``.
+    """
     from ase.mep.neb import NEBOptimizer  # noqa: PLC0415
     from ase.optimize import BFGS, FIRE  # noqa: PLC0415
 
-    if settings.optimizer == "ode":
-        return functools.partial(NEBOptimizer, method="ode") if band else FIRE
-    return FIRE if settings.optimizer == "fire" else BFGS
+    if settings.optimizer == "ode" and band:
+        return functools.partial(NEBOptimizer, method="ode")
+    return functools.partial(BFGS if settings.optimizer == "bfgs" else FIRE, maxstep=settings.max_move)
 
 
 def _minimize(atoms: Atoms, calc, settings: NebSettings) -> None:
@@ -229,16 +241,28 @@ def _neb(images: list[Atoms], settings: NebSettings, climb: bool):
     return NEB(images, k=settings.spring, climb=climb, method="improvedtangent", allow_shared_calculator=True)
 
 
+def has_interior_maximum(energies) -> bool:
+    """Whether a band's highest intermediate image lies above both endpoints: only then is
+    there a saddle for a climbing image to climb to (on a band that rises or falls all the
+    way, climbing would drive the highest image towards an endpoint)."""
+    energies = np.asarray(energies, dtype=float)
+    return len(energies) > 2 and float(energies[1:-1].max()) > max(float(energies[0]), float(energies[-1]))
+
+
 def band_forces(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -> tuple[np.ndarray, float]:
     """Energies of a band's images (eV) and its largest NEB force on an atom (eV/A), as ASE's NEB defines it.
 
-    Used on the final band of either driver, so both report the same measure.
+    Used on the final band of either driver, so both report the same measure; the
+    climbing image counts only where the band has an interior maximum (:func:`has_interior_maximum`).
     """
     images = _images(template, band, calc)
     if len(images) < 3:
         return np.array([image.get_potential_energy() for image in images]), 0.0
     neb = _neb(images, settings, settings.climb)
     forces = neb.get_forces()
+    if neb.climb and not has_interior_maximum(neb.energies):  # as _relax_ase: no saddle, no climbing image
+        neb.climb = False
+        forces = neb.get_forces()
     return np.asarray(neb.energies, dtype=float).copy(), float(np.sqrt((forces**2).sum(axis=1).max()))
 
 
@@ -253,11 +277,22 @@ def _relax_ase(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -
         first = optimizer_class(neb, logfile=None)
         first.run(fmax=max(3.0 * settings.fmax, 0.1), steps=max(settings.max_steps // 3, 1))
         steps += first.nsteps
-        neb.climb = True
+        neb.climb = has_interior_maximum(neb.energies)
     optimizer = optimizer_class(neb, logfile=None)
+    if settings.climb:
+        optimizer.attach(functools.partial(_climb_where_saddle, neb))
     converged = bool(optimizer.run(fmax=settings.fmax, steps=max(settings.max_steps - steps, 1)))
     steps += optimizer.nsteps
     return np.array([image.positions for image in images]), converged, steps
+
+
+def _climb_where_saddle(neb) -> None:
+    """Observer of the climbing stage: the climbing image is on only while the band has an
+    interior maximum. On a band that rises (or falls) all the way it has no saddle to converge
+    to and pushes on towards an endpoint (seen on the demo's ReaxFF segments: stuck at
+    0.46 eV/A with it, converged without it); the final band is judged by the same rule
+    (:func:`band_forces`)."""
+    neb.climb = has_interior_maximum(neb.energies)
 
 
 def _calculator(potential: Potential | None, calculator):
