@@ -77,8 +77,8 @@ class NebSettings:
     max_move
         Length cap of one optimiser step, A: FIRE caps the norm of the whole displacement
         (all images, all atoms), BFGS the largest displacement of an atom. ASE's default,
-        0.2, overshot on the demo's ReaxFF bands into force spikes of 1-7 eV/A on Si-O
-        pairs (``benchmarks/neb_convergence.py``); not used by ``"ode"``; no config key.
+        0.2, overshot on the demo's ReaxFF bands into force spikes of 1-7 eV/A on single
+        Si atoms (``benchmarks/neb_convergence.py``); not used by ``"ode"``; no config key.
     minimize
         Minimise the endpoints first (to ``fmax``); no config key.
     endpoint_steps
