@@ -11,8 +11,7 @@ Jonsson 2000, doi:10.1063/1.1329672), started along the episode's own frames, on
 variant of the settings. A variant changes one thing of the demo's settings at a time
 (the number of steps, the length cap of a step, the optimiser, the spring, the images,
 the climbing image, the QEq tolerance of the force field), so that each effect is seen
-alone. The segments run on ``--workers`` processes
-(one LAMMPS each).
+alone. The segments run on ``--workers`` processes (one LAMMPS each).
 
 Printed per variant: the converged share (``fmax`` reached, as ``map paths`` counts it),
 the median and largest final force, the steps and seconds per band, and the mean

@@ -73,7 +73,6 @@ def test_every_optimizer_finds_the_tutorial_barrier_and_converged_means_fmax_rea
     assert not short.converged and short.fmax > 0.001
 
 
-
 def test_interior_maximum_is_a_maximum_above_both_endpoints():
     assert has_interior_maximum([0.0, 0.4, 0.1])
     assert has_interior_maximum([0.3, 0.2, 0.5, 0.4])
@@ -109,6 +108,7 @@ def test_no_atom_moves_more_than_max_move_per_optimiser_step():
         assert 1e-4 < moved <= 0.01 + 1e-9
         free = run_neb(slab, final, calculator=EMT(), settings=dataclasses.replace(settings, max_move=0.2))
         assert np.linalg.norm(free.positions - band, axis=2).max() > 0.01  # the cap is what held it
+
 
 # ------------------------------------------------------------------ LAMMPS: Al adatom, EAM
 @pytest.fixture(scope="module")

@@ -140,8 +140,9 @@ def slurm_config(
         exclusive nodes in ``partition``, requested only when a multi-rank app waits,
         running one such app per node at a time; reactive-MD runs, MAP actors and
         NEB bands of more than one rank (``cvd.ranks_per_run``, ``map.ranks_per_actor``,
-        ``map.neb_driver = "lammps"``) go there, with Parsl's ``$PARSL_MPI_PREFIX``. Default 0: none, and multi-rank apps start
-        their own ``mpiexec`` on a ``"cpu"`` worker's node.
+        ``map.neb_driver = "lammps"``) go there, with Parsl's ``$PARSL_MPI_PREFIX``.
+        Default 0: none, and multi-rank apps start their own ``mpiexec`` on a ``"cpu"``
+        worker's node.
     address : str, optional
         Address of this (submitting) host that compute nodes can reach. Default:
         Parsl tries all addresses of this host.

@@ -260,8 +260,7 @@ def band_forces(template: Atoms, band: np.ndarray, calc, settings: NebSettings) 
         return np.array([image.get_potential_energy() for image in images]), 0.0
     neb = _neb(images, settings, settings.climb)
     forces = neb.get_forces()
-    if neb.climb and not has_interior_maximum(neb.energies):  # as _relax_ase: no saddle, no climbing image
-        neb.climb = False
+    if settings.climb and not _climb_only_over_a_saddle(neb):  # the rule of _relax_ase: no saddle, no climbing
         forces = neb.get_forces()
     return np.asarray(neb.energies, dtype=float).copy(), float(np.sqrt((forces**2).sum(axis=1).max()))
 
@@ -277,22 +276,27 @@ def _relax_ase(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -
         first = optimizer_class(neb, logfile=None)
         first.run(fmax=max(3.0 * settings.fmax, 0.1), steps=max(settings.max_steps // 3, 1))
         steps += first.nsteps
-        neb.climb = has_interior_maximum(neb.energies)
+        _climb_only_over_a_saddle(neb)
     optimizer = optimizer_class(neb, logfile=None)
     if settings.climb:
-        optimizer.attach(functools.partial(_climb_where_saddle, neb))
+        optimizer.attach(functools.partial(_climb_only_over_a_saddle, neb))
     converged = bool(optimizer.run(fmax=settings.fmax, steps=max(settings.max_steps - steps, 1)))
     steps += optimizer.nsteps
     return np.array([image.positions for image in images]), converged, steps
 
 
-def _climb_where_saddle(neb) -> None:
-    """Observer of the climbing stage: the climbing image is on only while the band has an
-    interior maximum. On a band that rises (or falls) all the way it has no saddle to converge
-    to and pushes on towards an endpoint (seen on the demo's ReaxFF segments: stuck at
-    0.46 eV/A with it, converged without it); the final band is judged by the same rule
-    (:func:`band_forces`)."""
+def _climb_only_over_a_saddle(neb) -> bool:
+    """Switch a climbing-image band's climbing image on only while the band has an interior
+    maximum, and return whether it is on.
+
+    On a band that rises (or falls) all the way there is no saddle to converge to and the
+    climbing image pushes on towards an endpoint (seen on the demo's ReaxFF segments: stuck
+    at 0.46 eV/A with it, converged without it). Applied after the plain stage, after every
+    step of the climbing stage (an optimiser observer), and to the final band
+    (:func:`band_forces`).
+    """
     neb.climb = has_interior_maximum(neb.energies)
+    return neb.climb
 
 
 def _calculator(potential: Potential | None, calculator):
