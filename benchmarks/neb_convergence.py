@@ -15,8 +15,10 @@ alone. The segments run on ``--workers`` processes (one LAMMPS each).
 
 Printed per variant: the converged share (``fmax`` reached, as ``map paths`` counts it),
 the median and largest final force, the steps and seconds per band, and the mean
-refined barrier. Nothing is chosen here: the figures say which settings the demo should
-use (``configs/demo.toml``) and the README quotes them.
+refined barrier; with ``--per-segment`` every band, "(plain band)" marking one that
+ended without a climbing image (no interior maximum, or its climb ran away). Nothing is
+chosen here: the figures say which settings the demo should use (``configs/demo.toml``)
+and the README quotes them.
 
 Usage: ``python benchmarks/neb_convergence.py [--random 3] [--workers 2] [--variants demo,steps300,...]
 [--per-segment] [--first-seed 1]``
@@ -114,7 +116,8 @@ def relax(table: dict, variant: str, frames: np.ndarray, start: int, end: int) -
     t0 = time.perf_counter()
     result = run_neb(initial, final, potential=system.potential, settings=settings, guide=frames[start + 1:end])
     return {"converged": bool(result.converged), "fmax": float(result.fmax), "steps": int(result.steps),
-            "seconds": time.perf_counter() - t0, "barrier": float(result.barrier_forward)}
+            "seconds": time.perf_counter() - t0, "barrier": float(result.barrier_forward),
+            "climbed": bool(result.climbed)}
 
 
 def main() -> None:
@@ -162,7 +165,8 @@ def main() -> None:
                 for (episode, segment), r in zip(jobs, rows):
                     print(f"    {episode['label']:>10s} frames {segment[0]:>2d}-{segment[2]:<2d} "
                           f"{'converged' if r['converged'] else 'NOT converged':>13s} fmax {r['fmax']:.3f} "
-                          f"steps {r['steps']:>4d} barrier {r['barrier']:.3f} eV {r['seconds']:.0f} s", flush=True)
+                          f"steps {r['steps']:>4d} barrier {r['barrier']:.3f} eV {r['seconds']:.0f} s"
+                          f"{'' if r['climbed'] else ' (plain band)'}", flush=True)
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

@@ -87,7 +87,7 @@ def add_pathways(root):
     set_stage_status(root, "map_paths", "running")
     seg = {"energies": np.zeros(3), "coordinate": np.arange(3.0), "positions": np.zeros((3, 2, 3)),
            "barrier_forward_eV": 0.7, "barrier_backward_eV": 0.5, "steps": 10, "fmax_eV_A": 0.05,
-           "seconds": 1.0, "driver": "test", "ts_index": 1}
+           "seconds": 1.0, "driver": "test", "ts_index": 1, "climbed": True}
     begin_pathway(root, "greedy_e0000", np.zeros(5), np.arange(5.0), [(0, 1, 2), (2, 3, 4), (4, 5, 6)])
     write_segment(root, "greedy_e0000", 0, {**seg, "converged": True})
     write_segment(root, "greedy_e0000", 1, {**seg, "converged": False})

@@ -17,7 +17,8 @@ from mapcvd.errors import InputError
 from mapcvd.md.lammps_loader import lammps_module, potentials_dir
 from mapcvd.md.potentials import lammps_commands
 from mapcvd.pathways.band import align_final, check_endpoints, initial_band
-from mapcvd.pathways.neb import NebSettings, has_interior_maximum, minimize_structure, run_neb
+from mapcvd.pathways import neb as neb_module
+from mapcvd.pathways.neb import NebSettings, climb_ceiling, has_interior_maximum, minimize_structure, run_neb
 
 EAM = ("pair_style eam", f"pair_coeff * * {potentials_dir() / 'Al_jnp.eam'}")
 
@@ -95,6 +96,30 @@ def test_a_band_without_saddle_relaxes_without_its_climbing_image():
         assert np.all(np.diff(result.energies) > 0)
     np.testing.assert_allclose(runs[True].energies, runs[False].energies, atol=2e-3)
     np.testing.assert_allclose(runs[True].positions, runs[False].positions, atol=2e-2)
+
+
+def test_climb_ceiling_is_the_band_top_plus_its_span_at_least_half_an_ev():
+    assert climb_ceiling([0.0, 1.0, 0.2]) == pytest.approx(2.0)  # top 1.0 + span 1.0 over the lower endpoint
+    assert climb_ceiling([0.3, 1.0, 0.0]) == pytest.approx(2.0)
+    assert climb_ceiling([0.0, 0.1, 0.05]) == pytest.approx(0.6)  # a low band: 0.5 eV of room
+    assert climb_ceiling([0.0, 0.2, 0.8]) == pytest.approx(1.6)  # the top may be an endpoint
+
+
+def test_a_climbing_image_past_its_ceiling_is_dropped_for_the_plain_band(monkeypatch):
+    """With every climb made to run away (ceiling -inf), the band is the plain band's: converged,
+    flagged not climbed, its barrier the plain band's top image, below the saddle the climbing image finds."""
+    slab, final = au_hop()
+    settings = NebSettings(images=4, fmax=0.05)  # an even band: no plain image sits on the saddle
+    climbing = run_neb(slab, final, calculator=EMT(), settings=settings)
+    plain = run_neb(slab, final, calculator=EMT(), settings=dataclasses.replace(settings, climb=False))
+    monkeypatch.setattr(neb_module, "climb_ceiling", lambda energies: -np.inf)
+    dropped = run_neb(slab, final, calculator=EMT(), settings=settings)
+    assert climbing.converged and climbing.climbed and climbing.summary()["climbed"] is True
+    assert climbing.barrier_forward == pytest.approx(0.374, abs=0.005)
+    assert plain.converged and not plain.climbed
+    assert dropped.converged and dropped.fmax <= 0.05 and not dropped.climbed
+    assert dropped.barrier_forward == pytest.approx(plain.barrier_forward, abs=0.005)
+    assert dropped.barrier_forward < climbing.barrier_forward - 0.01
 
 
 def test_no_atom_moves_more_than_max_move_per_optimiser_step():

@@ -212,7 +212,7 @@ def test_begin_pathway_keeps_segments_only_for_the_same_source(tmp_path):
     assert begin_pathway(root, "greedy_e0000", np.zeros(3), np.arange(3.0), [(0, 1, 2)], source=source) == {}
     result = {"energies": np.array([0.0, 0.4, 0.1]), "coordinate": np.arange(3.0), "positions": np.zeros((3, 2, 3)),
               "barrier_forward_eV": 0.4, "barrier_backward_eV": 0.3, "converged": True, "steps": 7,
-              "fmax_eV_A": 0.01, "seconds": 1.5, "driver": "ase", "ts_index": 1}
+              "fmax_eV_A": 0.01, "seconds": 1.5, "driver": "ase", "ts_index": 1, "climbed": True}
     write_segment(root, "greedy_e0000", 0, result)
     kept = begin_pathway(root, "greedy_e0000", np.zeros(3), np.arange(3.0), [(0, 1, 2)], source=source)
     assert list(kept) == [0] and kept[0]["seconds"] == 1.5

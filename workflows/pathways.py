@@ -33,7 +33,7 @@ import numpy as np
 
 from mapcvd.errors import InputError
 from mapcvd.config import config_values
-from mapcvd.pathways.neb import NebSettings, neb_from_map
+from mapcvd.pathways.neb import NebSettings, band_state, neb_from_map
 from mapcvd.pathways.segments import pathway_time, profile_of, segment_profile, stitch
 from mapcvd.pathways.sources import EpisodeRef, candidate_episodes, episode_label
 from mapcvd.pathways.store import (
@@ -275,7 +275,7 @@ def run_pathways(config: dict, group, store_path: str, parsl_config, *, top: int
             result = future.result()
             write_segment(group, row["label"], k, result)
             row["results"][k] = result
-            state = "converged" if result["converged"] else "NOT converged"
+            state = band_state(result["converged"], result["climbed"], band.climb)
             log(f"{row['label']} segment {k}: {result['barrier_forward_eV']:.3f} eV forward "
                 f"(raw {row['raw_barriers'][k]:.3f} eV), {state}, {result['seconds']:.0f} s")
         ranking = [_finish(group, row, temperature_K, distance_A) for row in chosen]

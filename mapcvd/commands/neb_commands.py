@@ -80,7 +80,7 @@ def _potential(forcefield: str | None, elements: tuple[str, ...], lammps: tuple[
 def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb, fmax, max_steps, spring, driver,
         no_minimize, out_dir, json_file):
     """Climbing-image NEB between the structures INITIAL and FINAL (same atoms, same order)."""
-    from mapcvd.pathways.neb import check_endpoints, neb_from_map, run_neb  # noqa: PLC0415
+    from mapcvd.pathways.neb import band_state, check_endpoints, neb_from_map, run_neb  # noqa: PLC0415
     from mapcvd.pathways.neb_output import write_neb_files  # noqa: PLC0415
     from mapcvd.md.structures import read_structure  # noqa: PLC0415
 
@@ -95,7 +95,8 @@ def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb,
         log(f"NEB ({settings.driver}): {len(first)} atoms, {settings.images} images, fmax {settings.fmax} eV/A, "
             f"{potential.name}")
     result = run_neb(first, last, potential=potential, settings=settings)
-    files = write_neb_files(result, first, out_dir, title=f"{Path(initial).stem} -> {Path(final).stem}")
+    files = write_neb_files(result, first, out_dir, title=f"{Path(initial).stem} -> {Path(final).stem}",
+                            climb=settings.climb)
     payload = {**result.summary(), "files": files, "settings": settings.__dict__, "potential": potential.name}
     if json_file is not None:
         text = json.dumps(payload, indent=2)
@@ -105,7 +106,9 @@ def neb(initial, final, forcefield, elements, lammps_cmds, units, images, climb,
             json_file.parent.mkdir(parents=True, exist_ok=True)
             json_file.write_text(text + "\n")
     if not quiet:
-        state = "converged" if result.converged else f"NOT converged (best estimate after {result.steps} steps)"
+        state = band_state(result.converged, result.climbed, settings.climb)
+        if not result.converged:
+            state += f" (best estimate after {result.steps} steps)"
         log(f"barrier {result.barrier_forward:.4f} eV forward, {result.barrier_backward:.4f} eV backward; "
             f"{state}; max force {result.fmax:.3g} eV/A; {result.seconds:.1f} s")
         log(f"wrote {files['band']}, {files['transition_state']}, {files['plot']}")

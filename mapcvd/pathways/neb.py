@@ -32,6 +32,11 @@ segment one core. Endpoints are minimised first unless told not to.
 Energies of the final band are always single points of one engine, so both drivers
 report comparable numbers. A band that does not reach ``fmax`` within ``max_steps`` is
 returned with ``converged=False`` and its last (best) estimate.
+
+The climbing image of the ASE driver is on only while the band has an interior maximum
+(:func:`has_interior_maximum`), and is dropped if it climbs past a ceiling set by the
+plain band (:func:`climb_ceiling`): the band is then the plain band, relaxed on from
+where climbing began, and ``NebResult.climbed`` says so.
 """
 
 from __future__ import annotations
@@ -143,6 +148,11 @@ class NebResult:
         Wall time, endpoint minimisation included.
     endpoint_energies_before
         Energies of the endpoints as given (before minimisation), eV.
+    climbed
+        Whether the final band's highest image is a climbing image (the barrier then is
+        the saddle's); False for a plain band: ``climb`` off, a band without an interior
+        maximum, or a climbing image that ran away (:func:`climb_ceiling`), whose band was
+        relaxed plain instead and whose barrier is its highest image, a lower estimate.
     """
 
     energies: np.ndarray
@@ -153,6 +163,7 @@ class NebResult:
     driver: str
     seconds: float
     endpoint_energies_before: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
+    climbed: bool = False
 
     @property
     def ts_index(self) -> int:
@@ -189,6 +200,7 @@ class NebResult:
             "driver": self.driver,
             "seconds": float(self.seconds),
             "endpoint_energies_before_eV": [float(e) for e in self.endpoint_energies_before],
+            "climbed": bool(self.climbed),
         }
 
 
@@ -249,40 +261,100 @@ def has_interior_maximum(energies) -> bool:
     return len(energies) > 2 and float(energies[1:-1].max()) > max(float(energies[0]), float(energies[-1]))
 
 
-def band_forces(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -> tuple[np.ndarray, float]:
-    """Energies of a band's images (eV) and its largest NEB force on an atom (eV/A), as ASE's NEB defines it.
+def band_forces(template: Atoms, band: np.ndarray, calc, settings: NebSettings,
+                climb: bool | None = None) -> tuple[np.ndarray, float, bool]:
+    """Energies of a band's images (eV), its largest NEB force on an atom (eV/A), as ASE's NEB
+    defines it, and whether a climbing image counted.
 
-    Used on the final band of either driver, so both report the same measure; the
-    climbing image counts only where the band has an interior maximum (:func:`has_interior_maximum`).
+    Used on the final band of either driver, so both report the same measure. The
+    climbing image counts where ``climb`` (``settings.climb`` when None) and the band has
+    an interior maximum (:func:`has_interior_maximum`).
     """
+    climb = settings.climb if climb is None else climb
     images = _images(template, band, calc)
     if len(images) < 3:
-        return np.array([image.get_potential_energy() for image in images]), 0.0
-    neb = _neb(images, settings, settings.climb)
+        return np.array([image.get_potential_energy() for image in images]), 0.0, False
+    neb = _neb(images, settings, climb)
     forces = neb.get_forces()
-    if settings.climb and not _climb_only_over_a_saddle(neb):  # the rule of _relax_ase: no saddle, no climbing
+    if climb and not _climb_only_over_a_saddle(neb):  # the rule of _relax_ase: no saddle, no climbing
         forces = neb.get_forces()
-    return np.asarray(neb.energies, dtype=float).copy(), float(np.sqrt((forces**2).sum(axis=1).max()))
+    return (np.asarray(neb.energies, dtype=float).copy(), float(np.sqrt((forces**2).sum(axis=1).max())),
+            bool(neb.climb))
+
+
+def band_state(converged: bool, climbed: bool, climb: bool) -> str:
+    """How a band ended, in words, for logs and plots: ``"NOT converged"``, ``"converged"``, or,
+    where a climbing image was asked for (``climb``) and the band ended without one,
+    ``"converged, plain band"`` (its barrier is its highest image, not a saddle's)."""
+    if not converged:
+        return "NOT converged"
+    return "converged" if climbed or not climb else "converged, plain band"
+
+
+def climb_ceiling(energies) -> float:
+    """The highest energy (eV) a climbing image may reach from the plain band ``energies``.
+
+    The band's highest energy plus its span (highest minus lower endpoint), at least
+    0.5 eV above it. A climbing image stops at the saddle next to the plain band's
+    highest image, usually a fraction of the barrier above it; one that climbs past this
+    ceiling has left the path up a repulsive wall (seen on the demo's ReaxFF segments:
+    0.6 to 22 eV in 400 steps, water pressed into the silica) and has no saddle to find.
+    """
+    energies = np.asarray(energies, dtype=float)
+    top = float(energies.max())
+    return top + max(top - min(float(energies[0]), float(energies[-1])), 0.5)
 
 
 # ------------------------------------------------------------------ drivers
-def _relax_ase(template: Atoms, band: np.ndarray, calc, settings: NebSettings) -> tuple[np.ndarray, bool, int]:
-    """Relax ``band`` with ASE's NEB; return positions, converged, steps."""
+def _relax_ase(template: Atoms, band: np.ndarray, calc,
+               settings: NebSettings) -> tuple[np.ndarray, bool, int, bool]:
+    """Relax ``band`` with ASE's NEB; return positions, converged, steps, and whether it climbed.
+
+    With ``settings.climb``: first a plain band near the path, then the climbing image
+    (Henkelman et al. 2000), on only while the band has an interior maximum. A climbing
+    image that rises past :func:`climb_ceiling` of the plain band is abandoned: the plain
+    band is restored and relaxed on without it, in the steps that are left.
+    """
     images = _images(template, band, calc)
     neb = _neb(images, settings, climb=False)
     optimizer_class = _optimizer(settings)
-    steps = 0
-    if settings.climb:  # first a plain band near the path, then the climbing image (Henkelman et al. 2000)
-        first = optimizer_class(neb, logfile=None)
-        first.run(fmax=max(3.0 * settings.fmax, 0.1), steps=max(settings.max_steps // 3, 1))
-        steps += first.nsteps
-        _climb_only_over_a_saddle(neb)
+    if not settings.climb:
+        optimizer = optimizer_class(neb, logfile=None)
+        converged = bool(optimizer.run(fmax=settings.fmax, steps=settings.max_steps))
+        return np.array([image.positions for image in images]), converged, optimizer.nsteps, False
+    first = optimizer_class(neb, logfile=None)
+    first.run(fmax=max(3.0 * settings.fmax, 0.1), steps=max(settings.max_steps // 3, 1))
+    steps = first.nsteps
+    plain = np.array([image.positions for image in images])
+    ceiling = climb_ceiling(neb.energies)
+    _climb_only_over_a_saddle(neb)
     optimizer = optimizer_class(neb, logfile=None)
-    if settings.climb:
-        optimizer.attach(functools.partial(_climb_only_over_a_saddle, neb))
-    converged = bool(optimizer.run(fmax=settings.fmax, steps=max(settings.max_steps - steps, 1)))
+    optimizer.attach(functools.partial(_climb_only_over_a_saddle, neb))
+    optimizer.attach(functools.partial(_stop_a_runaway_climb, neb, ceiling))
+    converged, ran_away = False, False
+    try:
+        converged = optimizer.run(fmax=settings.fmax, steps=max(settings.max_steps - steps, 1))
+    except _ClimbRanAway:
+        ran_away = True
     steps += optimizer.nsteps
-    return np.array([image.positions for image in images]), converged, steps
+    if ran_away:
+        neb.climb = False
+        for image, positions in zip(images, plain):
+            image.positions = positions
+        optimizer = optimizer_class(neb, logfile=None)
+        converged = optimizer.run(fmax=settings.fmax, steps=max(settings.max_steps - steps, 1))
+        steps += optimizer.nsteps
+    return np.array([image.positions for image in images]), bool(converged), steps, not ran_away
+
+
+class _ClimbRanAway(Exception):
+    """A climbing image rose past its :func:`climb_ceiling` (raised by an observer to stop the optimiser)."""
+
+
+def _stop_a_runaway_climb(neb, ceiling: float) -> None:
+    """Optimiser observer: raise :class:`_ClimbRanAway` once the climbing image is above ``ceiling`` (eV)."""
+    if neb.climb and float(np.max(neb.energies[1:-1])) > ceiling:
+        raise _ClimbRanAway
 
 
 def _climb_only_over_a_saddle(neb) -> bool:
@@ -369,11 +441,12 @@ def run_neb(initial: Atoms, final: Atoms, *, potential: Potential | None = None,
                 _minimize(atoms, calc, settings)
             end.positions = align_final(start.positions, end.positions, np.diag(start.cell[:]), start.pbc)
         band = initial_band(start.positions, end.positions, settings.images, guide)
-        if settings.driver == "lammps":
+        if settings.driver == "lammps":  # LAMMPS's neb climbs whenever settings.climb
             positions, converged, steps = relax_band_lammps(start, band, potential, settings, workdir=workdir)
+            climb = settings.climb
         else:
-            positions, converged, steps = _relax_ase(start, band, calc, settings)
-        energies, fmax = band_forces(start, positions, calc, settings)
+            positions, converged, steps, climb = _relax_ase(start, band, calc, settings)
+        energies, fmax, climbed = band_forces(start, positions, calc, settings, climb=climb)
         if settings.driver == "ase":
             # ASE's NEBOptimizer can say converged by its own residual while a force on the band is
             # still above fmax; converged means fmax reached, as the final band measures it
@@ -383,4 +456,4 @@ def run_neb(initial: Atoms, final: Atoms, *, potential: Potential | None = None,
             calc.close()
     return NebResult(energies=energies, positions=positions, converged=converged, steps=steps, fmax=fmax,
                      driver=settings.driver, seconds=time.perf_counter() - start_time,
-                     endpoint_energies_before=before)
+                     endpoint_energies_before=before, climbed=climbed)

@@ -16,7 +16,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mapcvd.pathways.band import nearest_atom
-from mapcvd.pathways.neb import NebResult
+from mapcvd.pathways.neb import NebResult, band_state
 
 
 def _agg():
@@ -76,8 +76,9 @@ def annotate_transition_state(template: Atoms, ts_positions: np.ndarray, start_p
     return atoms
 
 
-def plot_energy_curve(result: NebResult, path: str | Path, title: str = "NEB") -> Path:
-    """Energy of each image (relative to the initial one) along the reaction coordinate; TS marked."""
+def plot_energy_curve(result: NebResult, path: str | Path, title: str = "NEB", climb: bool = True) -> Path:
+    """Energy of each image (relative to the initial one) along the reaction coordinate; TS marked;
+    ``climb``: whether the band was asked for a climbing image (:func:`~mapcvd.pathways.neb.band_state`)."""
     plt = _agg()
     x = result.reaction_coordinate
     e = result.energies - result.energies[0]
@@ -85,7 +86,7 @@ def plot_energy_curve(result: NebResult, path: str | Path, title: str = "NEB") -
     ax.plot(x, e, "o-", color="tab:blue", label="images")
     ts = result.ts_index
     ax.plot([x[ts]], [e[ts]], "*", color="tab:red", markersize=14, label="transition state")
-    state = "converged" if result.converged else "NOT converged"
+    state = band_state(result.converged, result.climbed, climb)
     ax.set_title(f"{title}: {result.barrier_forward:.3f} eV forward, {result.barrier_backward:.3f} eV back ({state})")
     ax.set_xlabel("reaction coordinate (A)")
     ax.set_ylabel("energy - E(initial) (eV)")
@@ -99,7 +100,7 @@ def plot_energy_curve(result: NebResult, path: str | Path, title: str = "NEB") -
 
 
 def write_neb_files(result: NebResult, template: Atoms, out_dir: str | Path, guided: int | None = None,
-                    title: str = "NEB") -> dict[str, str]:
+                    title: str = "NEB", climb: bool = True) -> dict[str, str]:
     """Write ``band.extxyz``, ``transition_state.extxyz`` and ``energy.png`` into ``out_dir``; return their paths."""
     import ase.io  # noqa: PLC0415
 
@@ -111,5 +112,5 @@ def write_neb_files(result: NebResult, template: Atoms, out_dir: str | Path, gui
     ts_atoms = annotate_transition_state(template, result.positions[result.ts_index], result.positions[0], guided,
                                          energy=float(result.energies[result.ts_index]))
     ase.io.write(ts, ts_atoms, format="extxyz")
-    png = plot_energy_curve(result, out / "energy.png", title)
+    png = plot_energy_curve(result, out / "energy.png", title, climb)
     return {"band": str(band), "transition_state": str(ts), "plot": str(png)}

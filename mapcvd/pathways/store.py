@@ -13,7 +13,7 @@ Layout (arrays, never pickles; attributes are JSON)::
         segments         (S, 3)   int64 frames of each segment's minimum, maximum, minimum
         segment_000/              energies (I,), coordinate (I,), positions (I, n_atoms, 3);
                                   attrs (last): barrier_forward_eV, barrier_backward_eV, converged,
-                                  steps, fmax_eV_A, seconds, driver, ts_index
+                                  steps, fmax_eV_A, seconds, driver, ts_index, climbed
         refined_energy   (M,)     stitched NEB profile, eV
         refined_coordinate (M,)   guided atom along the goal axis, A
         refined_segment  (M,)     int64 segment of each point
@@ -100,7 +100,8 @@ def write_segment(root: zarr.Group, label: str, index: int, result: dict) -> Non
     for name in _SEGMENT_ARRAYS:
         _array(group, name, np.asarray(result[name], dtype=np.float64))
     group.update_attributes({k: result[k] for k in ("barrier_forward_eV", "barrier_backward_eV", "converged", "steps",
-                                                    "fmax_eV_A", "seconds", "driver", "ts_index")})
+                                                    "fmax_eV_A", "seconds", "driver", "ts_index",
+                                                    "climbed")})
 
 
 def finish_pathway(root: zarr.Group, label: str, stitched: dict, attrs: dict) -> None:
