@@ -155,15 +155,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "neb_fmax_eV_A": Key(float, 0.1, "NEB force convergence: largest atom force on the band (eV/A)",
                              min=1e-6, max=10.0),
         "neb_climb": Key(bool, True, "climbing image after a first plain relaxation, while the band has an "
-                                     "interior maximum"),
+                                     "interior maximum and unless it climbs past the plain band's top plus "
+                                     "its span (then the plain band)"),
         "neb_max_steps": Key(int, 600, "NEB optimiser steps before a band is reported unconverged", min=1,
                              max=1_000_000),
         "neb_spring_eV_A2": Key(float, 0.1, "spring constant between NEB images (eV/A^2)", min=1e-4, max=100.0),
         "neb_optimizer": Key(str, "fire", "NEB optimiser of the ASE driver: fire, bfgs (also the endpoints'), or "
                              "ode (ASE's NEBOptimizer, adaptive ODE; the endpoints by FIRE)",
                              choices=("fire", "bfgs", "ode")),
-        "neb_driver": Key(str, "ase", "NEB driver: ASE's NEB on one LAMMPS, or LAMMPS's neb (one process per "
-                                      "image)", choices=("ase", "lammps")),
+        "neb_driver": Key(str, "ase", "NEB driver: ASE's NEB on LAMMPS in this process, or LAMMPS's neb "
+                                      "(one process per image)", choices=("ase", "lammps")),
         "segment_prominence_eV": Key(float, 0.5, "smallest peak prominence of a profile maximum that makes a "
                                                  "NEB segment (eV)", min=1e-4, max=100.0),
         "tst_temperature_K": Key(float, 623.15, "TST temperature of 'map paths' (K; the paper: 350 C)", min=1.0,

@@ -91,6 +91,40 @@ def test_run_nvt_records_each_step_and_thermostats():
         assert np.unique(trace.potential_energy).size > 1000
 
 
+def test_single_points_skip_the_set_up_yet_match_a_fresh_engine():
+    """Engine.single_point after small moves (lists kept), a jump of one atom past half the skin
+    (lists rebuilt) and a move across the boundary gives a fresh engine's run 0 energy and forces;
+    each took the fast path (run 1 pre no: LAMMPS's step advanced); a thermostat turns it off."""
+    from ase.build import bulk
+
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(2)  # 32 atoms in a 10.52 A box
+    rng = np.random.default_rng(0)
+    sequence = [atoms.positions + rng.normal(0, 0.05, atoms.positions.shape)]
+    sequence.append(sequence[-1] + rng.normal(0, 0.05, atoms.positions.shape))
+    jump = sequence[-1].copy()
+    jump[0, 0] += 2.63  # to the octahedral site, far past half the 2 A skin
+    sequence.append(jump)
+    across = jump.copy()
+    across[1] -= [0.3, 0.0, 0.0]  # atom 1 sits at x = 0: out through the boundary
+    sequence.append(across)
+    with Engine(atoms, lj()) as engine:
+        engine.single_point(atoms.positions)
+        first_step = engine.step
+        for positions in sequence:
+            energy, forces = engine.single_point(positions)
+            reference = atoms.copy()
+            reference.positions = positions
+            with Engine(reference, lj()) as fresh:
+                assert energy == pytest.approx(fresh.potential_energy(), rel=1e-10, abs=1e-12)
+                np.testing.assert_allclose(forces, fresh.get_forces(), rtol=1e-8, atol=1e-10)
+        assert engine.step == first_step + len(sequence)
+        engine.run_nvt(2, 10.0, timestep_fs=2.0, damping_fs=100.0)
+        step = engine.step
+        energy, _ = engine.single_point(sequence[0])
+        assert engine.step == step  # a thermostat is on: run 0, not a step of the integrator
+        np.testing.assert_allclose(engine.get_positions(unwrapped=True), sequence[0], atol=1e-9)
+
+
 def test_repeated_short_runs_record_only_their_own_steps():
     with Engine(dimer(3.0), lj()) as eng:
         a = eng.run_nvt(20, 30.0, timestep_fs=1.0)

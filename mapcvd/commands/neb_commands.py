@@ -71,7 +71,7 @@ def _potential(forcefield: str | None, elements: tuple[str, ...], lammps: tuple[
 @click.option("--max-steps", type=int, default=None, help="Optimiser steps (default: map.neb_max_steps).")
 @click.option("--spring", type=float, default=None, help="Spring constant, eV/A^2 (default: map.neb_spring_eV_A2).")
 @click.option("--driver", type=click.Choice(["ase", "lammps"]), default=None,
-              help="ASE's NEB on one LAMMPS, or LAMMPS's neb on one process per image (default: map.neb_driver).")
+              help="ASE's NEB on LAMMPS in this process, or LAMMPS's neb on one process per image (default: map.neb_driver).")
 @click.option("--no-minimize", is_flag=True, help="Use the endpoints as given (no minimisation first).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("neb"),
               show_default=True, help="Folder of band.extxyz, transition_state.extxyz and energy.png.")

@@ -13,9 +13,9 @@ Two drivers relax the band; both start from the same endpoints and the same band
 ``"ase"``
     :class:`ase.mep.NEB` (improved tangent, climbing image) optimised by FIRE, BFGS or
     ASE's NEBOptimizer (ODE),
-    every image evaluated in turn by one LAMMPS instance of this process through
-    :class:`~mapcvd.md.calculator.EngineCalculator` (any ASE calculator works too,
-    e.g. EMT in tests). Never ``parallel=True``: ASE then runs images in threads,
+    every image evaluated in turn, each by its own LAMMPS instance of this process,
+    through :class:`~mapcvd.md.calculator.EngineCalculator` (any ASE calculator works
+    too, e.g. EMT in tests). Never ``parallel=True``: ASE then runs images in threads,
     and LAMMPS is not thread-safe.
 ``"lammps"``
     LAMMPS's own ``neb`` command, one partition (process) per image, started as
