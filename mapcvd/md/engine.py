@@ -232,14 +232,18 @@ class Engine:
 
     def set_positions(self, positions: np.ndarray) -> None:
         """Set all positions (A, atom order, wrapped or unwrapped)."""
+        self._write_positions(positions)
+        self._needs_setup = True
+        self._last_pe = None
+
+    def _write_positions(self, positions) -> None:
+        """Scatter positions (A, atom order, wrapped or unwrapped) into LAMMPS, wrapped, with image flags."""
         positions = np.asarray(positions, dtype=float)
         if positions.shape != (self.natoms, 3):
             raise InputError(f"positions must have shape ({self.natoms}, 3), got {positions.shape}")
         wrapped, images = self._wrap(positions)
         self._scatter("x", 1, 3, wrapped)
         self._scatter("image", 0, 1, encode_images(images))
-        self._needs_setup = True
-        self._last_pe = None
 
     def get_velocities(self) -> np.ndarray:
         """Velocities in A/fs, shape (N, 3), in atom order."""
@@ -297,15 +301,10 @@ class Engine:
         result is ``run 0``'s (within the QEq tolerance); otherwise this is
         :meth:`set_positions` then :meth:`potential_energy`.
         """
-        positions = np.asarray(positions, dtype=float)
         if self._needs_setup or self._last_pe is None or self._thermostat is not None or self._tether_indices:
             self.set_positions(positions)
             return self.potential_energy(), self.get_forces()
-        if positions.shape != (self.natoms, 3):
-            raise InputError(f"positions must have shape ({self.natoms}, 3), got {positions.shape}")
-        wrapped, images = self._wrap(positions)
-        self._scatter("x", 1, 3, wrapped)
-        self._scatter("image", 0, 1, encode_images(images))
+        self._write_positions(positions)
         self.command("run 1 pre no post no")
         self._record_end = -1  # the timestep counter moved
         self._last_pe = self._read_pe()
